@@ -101,46 +101,80 @@ impl Alg {
 }
 
 /// The outer JSON of an envelope. Fields borrow from the input where JSON allows (no escapes).
+/// Every member is optional here so that a missing one gets its own error, not a serde message.
 #[derive(Deserialize)]
 struct JweJson<'a> {
     #[serde(borrow)]
-    protected: Cow<'a, str>,
+    protected: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    iv: Cow<'a, str>,
-    #[serde(borrow)]
-    ciphertext: Cow<'a, str>,
-    #[serde(borrow)]
-    tag: Cow<'a, str>,
-}
-
-#[derive(Deserialize, Serialize)]
-struct ProtectedHeader<'a> {
-    #[serde(borrow)]
-    enc: Cow<'a, str>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    typ: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow)]
-    recipients: Vec<RecipientJson<'a>>,
-}
-
-#[derive(Deserialize, Serialize)]
-struct RecipientJson<'a> {
-    #[serde(borrow)]
-    encrypted_key: Cow<'a, str>,
-    #[serde(borrow)]
-    header: RecipientHeader<'a>,
-}
-
-#[derive(Deserialize, Serialize)]
-struct RecipientHeader<'a> {
-    #[serde(borrow)]
-    kid: Cow<'a, str>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    sender: Option<Cow<'a, str>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     iv: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ciphertext: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tag: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ProtectedIn<'a> {
+    #[serde(borrow)]
+    enc: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    alg: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    recipients: Option<Vec<RecipientIn<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct RecipientIn<'a> {
+    #[serde(borrow)]
+    encrypted_key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    header: Option<RecipientHeaderIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RecipientHeaderIn<'a> {
+    #[serde(borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sender: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    iv: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct ProtectedOut<'a> {
+    enc: &'a str,
+    typ: &'a str,
+    alg: &'a str,
+    recipients: Vec<RecipientOut>,
+}
+
+#[derive(Serialize)]
+struct RecipientOut {
+    encrypted_key: String,
+    header: RecipientHeaderOut,
+}
+
+#[derive(Serialize)]
+struct RecipientHeaderOut {
+    kid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iv: Option<String>,
+}
+
+fn json_error(part: &'static str, source: serde_json::Error) -> EnvelopeError {
+    if source.is_eof() {
+        EnvelopeError::Truncated { part, source }
+    } else {
+        EnvelopeError::Malformed { part, source }
+    }
+}
+
+fn required<T>(value: Option<T>, part: &'static str, field: &'static str) -> Result<T, EnvelopeError> {
+    value.ok_or(EnvelopeError::MissingField { part, field })
 }
 
 /// One recipient entry of a parsed envelope.
@@ -181,42 +215,53 @@ impl Envelope {
     /// Parses the envelope JSON and its protected header, and checks its structure.
     // Hot path: one call per inbound message.
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let jwe: JweJson<'_> = serde_json::from_slice(bytes).map_err(EnvelopeError::Json)?;
-        let header_bytes = b64::decode(&jwe.protected, "protected")?;
-        let header: ProtectedHeader<'_> =
-            serde_json::from_slice(&header_bytes).map_err(EnvelopeError::ProtectedHeader)?;
+        let jwe: JweJson<'_> =
+            serde_json::from_slice(bytes).map_err(|e| json_error("envelope", e))?;
+        let protected = required(jwe.protected, "envelope", "protected")?;
+        let iv = required(jwe.iv, "envelope", "iv")?;
+        let ciphertext = required(jwe.ciphertext, "envelope", "ciphertext")?;
+        let tag = required(jwe.tag, "envelope", "tag")?;
 
-        let alg = match &*header.alg {
+        let header_bytes = b64::decode(&protected, "protected")?;
+        let header: ProtectedIn<'_> = serde_json::from_slice(&header_bytes)
+            .map_err(|e| json_error("protected header", e))?;
+        let alg_label = required(header.alg, "protected header", "alg")?;
+        let enc_label = required(header.enc, "protected header", "enc")?;
+        let recipients_in = required(header.recipients, "protected header", "recipients")?;
+
+        let alg = match &*alg_label {
             "Anoncrypt" => Alg::Anoncrypt,
             "Authcrypt" => Alg::Authcrypt,
             other => return Err(EnvelopeError::UnsupportedAlg(other.to_owned())),
         };
-        if header.recipients.is_empty() {
+        if recipients_in.is_empty() {
             return Err(EnvelopeError::NoRecipients);
         }
-        let iv = b64::decode(&jwe.iv, "iv")?;
-        let enc = ContentEnc::resolve(&header.enc, iv.len())?;
+        let mut recipients = Vec::with_capacity(recipients_in.len());
+        for r in recipients_in {
+            let header = required(r.header, "recipient", "header")?;
+            recipients.push(Recipient {
+                kid: required(header.kid, "recipient", "kid")?.into_owned(),
+                encrypted_key: required(r.encrypted_key, "recipient", "encrypted_key")?
+                    .into_owned(),
+                sender: header.sender.map(Cow::into_owned),
+                iv: header.iv.map(Cow::into_owned),
+            });
+        }
 
-        let mut sealed = Vec::with_capacity(jwe.ciphertext.len() * 3 / 4 + 3 + TAG_LENGTH);
-        b64::decode_into(&jwe.ciphertext, "ciphertext", &mut sealed)?;
-        let tag = b64::decode(&jwe.tag, "tag")?;
+        let iv = b64::decode(&iv, "iv")?;
+        let enc = ContentEnc::resolve(&enc_label, iv.len())?;
+
+        let mut sealed = Vec::with_capacity(ciphertext.len() * 3 / 4 + 3 + TAG_LENGTH);
+        b64::decode_into(&ciphertext, "ciphertext", &mut sealed)?;
+        let tag = b64::decode(&tag, "tag")?;
         if tag.len() != TAG_LENGTH {
             return Err(EnvelopeError::BadTagLength(tag.len()));
         }
         sealed.extend_from_slice(&tag);
 
-        let recipients = header
-            .recipients
-            .into_iter()
-            .map(|r| Recipient {
-                kid: r.header.kid.into_owned(),
-                encrypted_key: r.encrypted_key.into_owned(),
-                sender: r.header.sender.map(Cow::into_owned),
-                iv: r.header.iv.map(Cow::into_owned),
-            })
-            .collect();
         Ok(Self {
-            protected_b64: jwe.protected.into_owned(),
+            protected_b64: protected.into_owned(),
             alg,
             enc,
             recipients,
@@ -224,7 +269,6 @@ impl Envelope {
             sealed,
         })
     }
-
     /// Anoncrypt or Authcrypt.
     pub fn alg(&self) -> Alg {
         self.alg
@@ -292,14 +336,13 @@ fn unwrap_cek(
             let nonce = b64::decode(iv, "recipient iv")?;
             let sender_b58 = crypto_box_seal_open(key.x25519(), &sealed_sender)
                 .map_err(EnvelopeError::KeyUnwrap)?;
-            let sender_text = std::str::from_utf8(sender_b58.as_ref())
-                .map_err(|_| EnvelopeError::BadSender(crate::KeyError::NotOnCurve))
-                .and_then(|t| VerKey::from_base58(t).map_err(EnvelopeError::BadSender))?;
-            let sender_x = sender_text.to_x25519().map_err(EnvelopeError::BadSender)?;
+            let sender_vk =
+                VerKey::from_base58(sender_b58.as_ref()).map_err(EnvelopeError::BadSender)?;
+            let sender_x = sender_vk.to_x25519().map_err(EnvelopeError::BadSender)?;
             let mut cek = Zeroizing::new(encrypted_key);
             crypto_box_open(key.x25519(), &sender_x, &mut *cek, &nonce)
                 .map_err(EnvelopeError::KeyUnwrap)?;
-            (cek, Some(sender_text))
+            (cek, Some(sender_vk))
         }
         (Alg::Anoncrypt, ..) => {
             return Err(EnvelopeError::RecipientHeaderMismatch {
@@ -374,10 +417,10 @@ pub fn pack(
             None => {
                 let sealed =
                     crypto_box_seal(&target_x, &cek_bytes[..]).map_err(EnvelopeError::Encrypt)?;
-                RecipientJson {
-                    encrypted_key: Cow::Owned(b64::encode(sealed.as_ref())),
-                    header: RecipientHeader {
-                        kid: Cow::Owned(recipient.to_base58()),
+                RecipientOut {
+                    encrypted_key: b64::encode(sealed.as_ref()),
+                    header: RecipientHeaderOut {
+                        kid: recipient.to_base58(),
                         sender: None,
                         iv: None,
                     },
@@ -391,12 +434,12 @@ pub fn pack(
                 let mut boxed = cek_bytes.to_vec();
                 crypto_box(&target_x, sender.x25519(), &mut boxed, &nonce)
                     .map_err(EnvelopeError::Encrypt)?;
-                RecipientJson {
-                    encrypted_key: Cow::Owned(b64::encode(&boxed)),
-                    header: RecipientHeader {
-                        kid: Cow::Owned(recipient.to_base58()),
-                        sender: Some(Cow::Owned(b64::encode(sealed_sender.as_ref()))),
-                        iv: Some(Cow::Owned(b64::encode(&nonce))),
+                RecipientOut {
+                    encrypted_key: b64::encode(&boxed),
+                    header: RecipientHeaderOut {
+                        kid: recipient.to_base58(),
+                        sender: Some(b64::encode(sealed_sender.as_ref())),
+                        iv: Some(b64::encode(&nonce)),
                     },
                 }
             }
@@ -409,13 +452,13 @@ pub fn pack(
     } else {
         Alg::Anoncrypt
     };
-    let header = ProtectedHeader {
-        enc: Cow::Borrowed(ENC_LABEL),
-        typ: Some(Cow::Borrowed(TYP)),
-        alg: Cow::Borrowed(alg.as_str()),
+    let header = ProtectedOut {
+        enc: ENC_LABEL,
+        typ: TYP,
+        alg: alg.as_str(),
         recipients: entries,
     };
-    let header_json = serde_json::to_vec(&header).map_err(EnvelopeError::ProtectedHeader)?;
+    let header_json = serde_json::to_vec(&header).map_err(EnvelopeError::HeaderEncode)?;
     let protected = b64::encode(&header_json);
 
     let mut nonce = [0u8; 24];

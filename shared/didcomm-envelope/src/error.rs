@@ -36,13 +36,32 @@ pub enum KeyError {
 /// What was wrong with an envelope on unpack (or with the inputs of pack).
 #[derive(Debug, Error)]
 pub enum EnvelopeError {
-    /// The bytes are not a JSON object of the JWE shape (truncated, not JSON, wrong types, or a
-    /// required member such as `protected`, `iv`, `ciphertext` or `tag` missing).
-    #[error("envelope is not a well-formed JWE JSON object")]
-    Json(#[source] serde_json::Error),
-    /// The protected header decoded to bytes that are not the RFC 0019 header JSON.
-    #[error("protected header is not well-formed")]
-    ProtectedHeader(#[source] serde_json::Error),
+    /// The input ends before its JSON does (a cut-off envelope or header).
+    #[error("{part} is truncated JSON")]
+    Truncated {
+        /// `envelope` or `protected header`.
+        part: &'static str,
+        /// The parser's error (its position).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The input is not JSON, or JSON of the wrong shape (a string where an object belongs...).
+    #[error("{part} is not well-formed JSON of the RFC 0019 shape")]
+    Malformed {
+        /// `envelope` or `protected header`.
+        part: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A member the envelope must have is absent.
+    #[error("{part} lacks required member `{field}`")]
+    MissingField {
+        /// `envelope`, `protected header` or `recipient`.
+        part: &'static str,
+        /// The missing member.
+        field: &'static str,
+    },
     /// A base64url field did not decode.
     #[error("field `{field}` is not valid base64url")]
     Base64 {
@@ -106,17 +125,12 @@ pub enum EnvelopeError {
     /// The ciphertext or its tag failed authentication (tampered, or for another key).
     #[error("ciphertext failed authentication")]
     Decrypt(#[source] askar_crypto::Error),
+    /// The protected header could not be serialised while packing.
+    #[error("protected header could not be serialised")]
+    HeaderEncode(#[source] serde_json::Error),
     /// Encryption failed while packing (should not happen with valid keys).
     #[error("encryption failed while packing")]
     Encrypt(#[source] askar_crypto::Error),
-    /// The envelope is larger than the caller's limit.
-    #[error("envelope of {len} bytes exceeds the limit of {limit} bytes")]
-    TooLarge {
-        /// Size of the input.
-        len: usize,
-        /// The limit.
-        limit: usize,
-    },
     /// Pack was called without recipients.
     #[error("cannot pack for zero recipients")]
     PackNoRecipients,

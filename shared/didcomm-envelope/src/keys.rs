@@ -45,7 +45,8 @@ impl VerKey {
     }
 
     /// Reads a base58 verkey (the DIDComm v1 form).
-    pub fn from_base58(text: &str) -> Result<Self, KeyError> {
+    pub fn from_base58(text: impl AsRef<[u8]>) -> Result<Self, KeyError> {
+        let text = text.as_ref();
         let mut buf = [0u8; VERKEY_LENGTH];
         let len = bs58::decode(text).onto(&mut buf[..]).map_err(|e| match e {
             // More bytes than a key has: report the length, which is the helpful part.
