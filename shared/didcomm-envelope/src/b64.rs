@@ -69,6 +69,9 @@ mod tests {
     #[test]
     fn rejects_garbage_naming_the_field() {
         let err = decode("ab$d", "iv").unwrap_err();
-        assert!(matches!(err, EnvelopeError::Base64 { field: "iv", .. }), "{err:?}");
+        assert!(
+            matches!(err, EnvelopeError::Base64 { field: "iv", .. }),
+            "{err:?}"
+        );
     }
 }

@@ -173,7 +173,11 @@ fn json_error(part: &'static str, source: serde_json::Error) -> EnvelopeError {
     }
 }
 
-fn required<T>(value: Option<T>, part: &'static str, field: &'static str) -> Result<T, EnvelopeError> {
+fn required<T>(
+    value: Option<T>,
+    part: &'static str,
+    field: &'static str,
+) -> Result<T, EnvelopeError> {
     value.ok_or(EnvelopeError::MissingField { part, field })
 }
 
@@ -223,8 +227,8 @@ impl Envelope {
         let tag = required(jwe.tag, "envelope", "tag")?;
 
         let header_bytes = b64::decode(&protected, "protected")?;
-        let header: ProtectedIn<'_> = serde_json::from_slice(&header_bytes)
-            .map_err(|e| json_error("protected header", e))?;
+        let header: ProtectedIn<'_> =
+            serde_json::from_slice(&header_bytes).map_err(|e| json_error("protected header", e))?;
         let alg_label = required(header.alg, "protected header", "alg")?;
         let enc_label = required(header.enc, "protected header", "enc")?;
         let recipients_in = required(header.recipients, "protected header", "recipients")?;
@@ -316,7 +320,8 @@ impl Envelope {
 /// A `kid` names our key if it is our base58 verkey (the RFC 0019 form) or, leniently, its
 /// did:key form.
 fn kid_matches(kid: &str, ours_b58: &str, ours: &VerKey) -> bool {
-    kid == ours_b58 || (kid.starts_with("did:key:") && VerKey::from_did_key(kid).ok() == Some(*ours))
+    kid == ours_b58
+        || (kid.starts_with("did:key:") && VerKey::from_did_key(kid).ok() == Some(*ours))
 }
 
 fn unwrap_cek(
@@ -409,10 +414,12 @@ pub fn pack(
 
     let mut entries = Vec::with_capacity(recipients.len());
     for recipient in recipients {
-        let target_x = recipient.to_x25519().map_err(|source| EnvelopeError::BadRecipientKid {
-            kid: recipient.to_base58(),
-            source,
-        })?;
+        let target_x = recipient
+            .to_x25519()
+            .map_err(|source| EnvelopeError::BadRecipientKid {
+                kid: recipient.to_base58(),
+                source,
+            })?;
         let entry = match sender {
             None => {
                 let sealed =
@@ -496,4 +503,3 @@ fn encrypt<T: askar_crypto::alg::chacha20::Chacha20Type>(
     key.encrypt_in_place(buffer, nonce, aad.as_bytes())
         .map_err(EnvelopeError::Encrypt)
 }
-

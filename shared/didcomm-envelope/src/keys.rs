@@ -227,7 +227,9 @@ impl KeyPair {
     /// Signs `message` with Ed25519.
     pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LENGTH] {
         // A KeyPair always holds its secret (every constructor takes one).
-        self.ed25519.sign(message).unwrap_or([0u8; SIGNATURE_LENGTH])
+        self.ed25519
+            .sign(message)
+            .unwrap_or([0u8; SIGNATURE_LENGTH])
     }
 
     pub(crate) fn x25519(&self) -> &X25519KeyPair {
@@ -295,12 +297,15 @@ mod tests {
         let did = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
         let vk = VerKey::from_did_key(did).unwrap();
         assert_eq!(vk.to_did_key(), did);
-        assert_eq!(VerKey::from_base58(&vk.to_base58()).unwrap(), vk);
+        assert_eq!(VerKey::from_base58(vk.to_base58()).unwrap(), vk);
     }
 
     #[test]
     fn bad_keys_have_their_own_errors() {
-        assert!(matches!(VerKey::from_base58("0OIl"), Err(KeyError::Base58(_))));
+        assert!(matches!(
+            VerKey::from_base58("0OIl"),
+            Err(KeyError::Base58(_))
+        ));
         assert!(matches!(
             VerKey::from_base58("abc"),
             Err(KeyError::Length { expected: 32, .. })
@@ -308,7 +313,10 @@ mod tests {
         let long = bs58::encode([1u8; 40]).into_string();
         assert!(matches!(
             VerKey::from_base58(&long),
-            Err(KeyError::Length { expected: 32, actual: 40 })
+            Err(KeyError::Length {
+                expected: 32,
+                actual: 40
+            })
         ));
         assert!(matches!(
             VerKey::from_did_key("did:key:abc"),
@@ -333,7 +341,10 @@ mod tests {
         // y = 2 does not give a point on the curve.
         let mut bytes = [0u8; 32];
         bytes[0] = 2;
-        assert!(matches!(VerKey::from_bytes(&bytes), Err(KeyError::NotOnCurve)));
+        assert!(matches!(
+            VerKey::from_bytes(&bytes),
+            Err(KeyError::NotOnCurve)
+        ));
     }
 
     #[test]

@@ -24,7 +24,11 @@ fn round_trips_every_mode_for_every_recipient() {
                     let env = Envelope::parse(&bytes).unwrap();
                     assert_eq!(env.enc(), enc);
                     assert_eq!(env.recipients().len(), n);
-                    let expected_alg = if authcrypt { Alg::Authcrypt } else { Alg::Anoncrypt };
+                    let expected_alg = if authcrypt {
+                        Alg::Authcrypt
+                    } else {
+                        Alg::Anoncrypt
+                    };
                     assert_eq!(env.alg(), expected_alg);
                     let out = env.open(r).unwrap();
                     assert_eq!(out.message, MESSAGE);
@@ -43,7 +47,10 @@ fn header_is_what_peers_write() {
     assert_eq!(parts.header["enc"], "xchacha20poly1305_ietf");
     assert_eq!(parts.header["typ"], "JWM/1.0");
     assert_eq!(parts.header["alg"], "Anoncrypt");
-    assert_eq!(parts.header["recipients"][0]["header"]["kid"], r[0].verkey_base58());
+    assert_eq!(
+        parts.header["recipients"][0]["header"]["kid"],
+        r[0].verkey_base58()
+    );
     let iv = URL_SAFE_NO_PAD
         .decode(parts.outer["iv"].as_str().unwrap())
         .unwrap();
@@ -65,7 +72,10 @@ fn did_key_kid_from_lax_senders_is_matched() {
     let mut parts = Parts::of(&packed(&r, None, ContentEnc::C20P));
     parts.header["recipients"][0]["header"]["kid"] = r[0].verkey().to_did_key().into();
     // The AAD changes with the header, so this only checks recipient matching and key unwrap.
-    let err = Envelope::parse(&parts.bytes()).unwrap().open(&r[0]).unwrap_err();
+    let err = Envelope::parse(&parts.bytes())
+        .unwrap()
+        .open(&r[0])
+        .unwrap_err();
     assert!(matches!(err, EnvelopeError::Decrypt(_)), "{err:?}");
 }
 
@@ -134,7 +144,16 @@ fn truncated_json_is_truncated() {
     let r = keys(1);
     let bytes = packed(&r, None, ContentEnc::C20P);
     let err = open_with(&bytes[..bytes.len() / 2], &r[0]).unwrap_err();
-    assert!(matches!(err, EnvelopeError::Truncated { part: "envelope", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EnvelopeError::Truncated {
+                part: "envelope",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -145,7 +164,13 @@ fn truncated_protected_header_is_truncated() {
     parts.outer["protected"] = URL_SAFE_NO_PAD.encode(&header[..header.len() - 5]).into();
     let err = open_with(&parts.bytes_keep_protected(), &r[0]).unwrap_err();
     assert!(
-        matches!(err, EnvelopeError::Truncated { part: "protected header", .. }),
+        matches!(
+            err,
+            EnvelopeError::Truncated {
+                part: "protected header",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -155,7 +180,16 @@ fn not_json_is_malformed() {
     let r = keys(1);
     for input in [&b"hello"[..], b"[1,2]", b"{\"protected\": 5}", b"\xff\xfe"] {
         let err = open_with(input, &r[0]).unwrap_err();
-        assert!(matches!(err, EnvelopeError::Malformed { part: "envelope", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                EnvelopeError::Malformed {
+                    part: "envelope",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }
 
@@ -175,7 +209,16 @@ fn bad_base64_names_the_field() {
     let mut parts = Parts::of(&bytes);
     parts.header["recipients"][0]["encrypted_key"] = "%%%".into();
     let err = open_with(&parts.bytes(), &r[0]).unwrap_err();
-    assert!(matches!(err, EnvelopeError::Base64 { field: "encrypted_key", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EnvelopeError::Base64 {
+                field: "encrypted_key",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -185,12 +228,18 @@ fn unknown_alg_and_enc_are_refused_by_name() {
     let mut parts = Parts::of(&bytes);
     parts.header["alg"] = "ECDH-1PU+A256KW".into();
     let err = open_with(&parts.bytes(), &r[0]).unwrap_err();
-    assert!(matches!(&err, EnvelopeError::UnsupportedAlg(a) if a == "ECDH-1PU+A256KW"), "{err:?}");
+    assert!(
+        matches!(&err, EnvelopeError::UnsupportedAlg(a) if a == "ECDH-1PU+A256KW"),
+        "{err:?}"
+    );
 
     let mut parts = Parts::of(&bytes);
     parts.header["enc"] = "A256GCM".into();
     let err = open_with(&parts.bytes(), &r[0]).unwrap_err();
-    assert!(matches!(&err, EnvelopeError::UnsupportedEnc(e) if e == "A256GCM"), "{err:?}");
+    assert!(
+        matches!(&err, EnvelopeError::UnsupportedEnc(e) if e == "A256GCM"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -214,7 +263,10 @@ fn explicit_enc_labels_must_fit_the_nonce() {
             assert!(matches!(err, EnvelopeError::Decrypt(_)), "{label}: {err:?}");
         } else {
             let err = result.unwrap_err();
-            assert!(matches!(err, EnvelopeError::BadNonce { .. }), "{label}: {err:?}");
+            assert!(
+                matches!(err, EnvelopeError::BadNonce { .. }),
+                "{label}: {err:?}"
+            );
         }
     }
 }
@@ -228,7 +280,10 @@ fn missing_members_are_named() {
         parts.outer.as_object_mut().unwrap().remove(field);
         let err = open_with(&parts.bytes_keep_protected(), &r[0]).unwrap_err();
         match err {
-            EnvelopeError::MissingField { part: "envelope", field: f } => assert_eq!(f, field),
+            EnvelopeError::MissingField {
+                part: "envelope",
+                field: f,
+            } => assert_eq!(f, field),
             other => panic!("{field}: {other:?}"),
         }
     }
@@ -237,7 +292,10 @@ fn missing_members_are_named() {
         parts.header.as_object_mut().unwrap().remove(field);
         let err = open_with(&parts.bytes(), &r[0]).unwrap_err();
         match err {
-            EnvelopeError::MissingField { part: "protected header", field: f } => {
+            EnvelopeError::MissingField {
+                part: "protected header",
+                field: f,
+            } => {
                 assert_eq!(f, field)
             }
             other => panic!("{field}: {other:?}"),
@@ -249,7 +307,16 @@ fn missing_members_are_named() {
         .unwrap()
         .remove("kid");
     let err = open_with(&parts.bytes(), &r[0]).unwrap_err();
-    assert!(matches!(err, EnvelopeError::MissingField { part: "recipient", field: "kid" }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EnvelopeError::MissingField {
+                part: "recipient",
+                field: "kid"
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -268,7 +335,10 @@ fn wrong_nonce_and_tag_lengths_are_refused() {
     let mut parts = Parts::of(&bytes);
     parts.outer["iv"] = URL_SAFE_NO_PAD.encode([0u8; 16]).into();
     let err = open_with(&parts.bytes_keep_protected(), &r[0]).unwrap_err();
-    assert!(matches!(err, EnvelopeError::BadNonce { len: 16, .. }), "{err:?}");
+    assert!(
+        matches!(err, EnvelopeError::BadNonce { len: 16, .. }),
+        "{err:?}"
+    );
 
     let mut parts = Parts::of(&bytes);
     parts.outer["tag"] = URL_SAFE_NO_PAD.encode([0u8; 8]).into();
@@ -287,7 +357,13 @@ fn recipient_header_must_match_alg() {
         .remove("sender");
     let err = open_with(&parts.bytes(), &r[0]).unwrap_err();
     assert!(
-        matches!(err, EnvelopeError::RecipientHeaderMismatch { alg: "Authcrypt", .. }),
+        matches!(
+            err,
+            EnvelopeError::RecipientHeaderMismatch {
+                alg: "Authcrypt",
+                ..
+            }
+        ),
         "{err:?}"
     );
 
@@ -295,7 +371,13 @@ fn recipient_header_must_match_alg() {
     parts.header["alg"] = "Anoncrypt".into();
     let err = open_with(&parts.bytes(), &r[0]).unwrap_err();
     assert!(
-        matches!(err, EnvelopeError::RecipientHeaderMismatch { alg: "Anoncrypt", .. }),
+        matches!(
+            err,
+            EnvelopeError::RecipientHeaderMismatch {
+                alg: "Anoncrypt",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

@@ -180,7 +180,11 @@ fn base_envelope() -> impl Strategy<Value = Vec<u8>> {
         let f = fixture();
         let mut recipients = vec![f.recipient.clone()];
         recipients.extend(f.others.iter().take(extra).cloned());
-        let enc = if xc { ContentEnc::XC20P } else { ContentEnc::C20P };
+        let enc = if xc {
+            ContentEnc::XC20P
+        } else {
+            ContentEnc::C20P
+        };
         packed(&recipients, auth.then_some(&f.sender), enc)
     })
 }

@@ -13,13 +13,15 @@ pub fn verkeys(keys: &[KeyPair]) -> Vec<VerKey> {
     keys.iter().map(|k| *k.verkey()).collect()
 }
 
-pub const MESSAGE: &[u8] = br#"{"@type":"https://didcomm.org/basicmessage/1.0/message","@id":"1","content":"hello"}"#;
+pub const MESSAGE: &[u8] =
+    br#"{"@type":"https://didcomm.org/basicmessage/1.0/message","@id":"1","content":"hello"}"#;
 
 pub fn packed(recipients: &[KeyPair], sender: Option<&KeyPair>, enc: ContentEnc) -> Vec<u8> {
     pack(MESSAGE, &verkeys(recipients), sender, enc).unwrap()
 }
 
 /// An envelope as JSON, with its protected header decoded, for tampering.
+#[derive(Debug)]
 pub struct Parts {
     pub outer: Value,
     pub header: Value,
