@@ -88,3 +88,6 @@ impl Drop for JsonPeer {
         let _ = self.child.wait();
     }
 }
+
+pub mod acapy;
+pub mod credo;

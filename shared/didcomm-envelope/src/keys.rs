@@ -130,6 +130,17 @@ impl VerKey {
         // does not decompress) is safe.
         Ok(self.ed25519()?.to_x25519_keypair())
     }
+
+    /// The 32 bytes of the X25519 public key of this key, as DID documents list it for key
+    /// agreement (`X25519KeyAgreementKey2019`, `did:key:z6LS…`).
+    pub fn to_x25519_public(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // A VerKey is a validated point, so the conversion cannot fail.
+        if let Ok(x) = self.to_x25519() {
+            x.with_public_bytes(|b| out.copy_from_slice(b));
+        }
+        out
+    }
 }
 
 impl fmt::Display for VerKey {

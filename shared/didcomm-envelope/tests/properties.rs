@@ -125,11 +125,15 @@ fn apply(bytes: &[u8], mutations: &[Mutation]) -> Vec<u8> {
             }
             Mutation::FlipRecipient(i, b) => {
                 header_touched = true;
-                if let Some(r) = parts.header["recipients"].get_mut(0) {
+                // Earlier mutations may have replaced these with non-objects: index only objects.
+                if let Some(r) = parts.header["recipients"]
+                    .get_mut(0)
+                    .filter(|r| r.is_object())
+                {
                     let field = RECIPIENT_B64[*i];
                     if field == "encrypted_key" {
                         flip(&mut r[field], *b);
-                    } else if let Some(h) = r.get_mut("header") {
+                    } else if let Some(h) = r.get_mut("header").filter(|h| h.is_object()) {
                         flip(&mut h[field], *b);
                     }
                 }

@@ -1,0 +1,243 @@
+//! Typed, layered configuration: built-in defaults (`config.default.toml`), an optional file,
+//! then `MEDIATOR_`-prefixed environment variables (last wins). Validated once at start-up and
+//! shared as `Arc<Config>`.
+//!
+//! Loading never touches the process environment: the variables are passed in, so tests start
+//! several differently configured instances in one process.
+
+use std::{collections::HashMap, fmt, net::SocketAddr, path::Path};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+const DEFAULTS: &str = include_str!("../config.default.toml");
+const ENV_PREFIX: &str = "MEDIATOR";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type.
+    #[error("configuration could not be loaded")]
+    Load(#[from] config::ConfigError),
+    /// A value is present but not acceptable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The mediator's configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Address of the one listener.
+    pub listen: SocketAddr,
+    /// Name in invitations.
+    pub label: String,
+    /// Advertised HTTP endpoint.
+    pub public_http_endpoint: String,
+    /// Advertised WebSocket endpoint.
+    pub public_ws_endpoint: String,
+    /// Root of every private key of the mediator.
+    pub master_secret: Secret,
+    /// Size limits.
+    pub limits: Limits,
+    /// Coordinate Mediation behaviour.
+    pub mediation: MediationConfig,
+    /// Outbound delivery to clients with their own endpoint.
+    pub delivery: DeliveryConfig,
+}
+
+/// Size limits.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Limits {
+    /// Largest accepted envelope, bytes.
+    pub max_message_bytes: usize,
+}
+
+/// Coordinate Mediation behaviour.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MediationConfig {
+    /// Grant (true) or deny (false) mediation requests.
+    pub grant: bool,
+}
+
+/// Outbound delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeliveryConfig {
+    /// First retry delay, ms (doubles per attempt).
+    pub retry_initial_ms: u64,
+    /// Largest retry delay, ms.
+    pub retry_max_ms: u64,
+    /// Timeout of one HTTP attempt, ms.
+    pub http_timeout_ms: u64,
+}
+
+/// A secret string: `Debug` never shows it.
+#[derive(Clone, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// True when no secret was configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the `MEDIATOR_…` entries of `env` (pass
+    /// `std::env::vars()` in the binary, a map in tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "MEDIATOR_CONFIG")
+            .collect();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let built = builder
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env.into_iter().collect())),
+            )
+            .build()?;
+        let config: Config = built.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The built-in defaults alone (what tests start from).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::load(None, std::iter::empty())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.master_secret.is_empty() && self.master_secret.expose().len() < 32 {
+            return Err(ConfigError::Invalid(
+                "master_secret must be at least 32 characters".into(),
+            ));
+        }
+        for (name, url, schemes) in [
+            (
+                "public_http_endpoint",
+                &self.public_http_endpoint,
+                ["http://", "https://"],
+            ),
+            (
+                "public_ws_endpoint",
+                &self.public_ws_endpoint,
+                ["ws://", "wss://"],
+            ),
+        ] {
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must start with {} (got {url:?})",
+                    schemes.join(" or ")
+                )));
+            }
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.limits.max_message_bytes, 1024 * 1024);
+        assert!(c.mediation.grant);
+        assert!(c.master_secret.is_empty());
+    }
+
+    #[test]
+    fn file_then_env_last_wins() {
+        let dir = std::env::temp_dir().join(format!("mediator-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("m.toml");
+        std::fs::write(
+            &file,
+            "label = \"from file\"\n[limits]\nmax_message_bytes = 4096\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("MEDIATOR_LIMITS__MAX_MESSAGE_BYTES", "8192"),
+                ("MEDIATOR_MEDIATION__GRANT", "false"),
+                ("OTHER_LABEL", "ignored"),
+            ]),
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.label, "from file");
+        assert_eq!(c.limits.max_message_bytes, 8192);
+        assert!(!c.mediation.grant);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_reason() {
+        let err = Config::load(None, env(&[("MEDIATOR_MASTER_SECRET", "short")])).unwrap_err();
+        assert!(err.to_string().contains("invalid") || matches!(err, ConfigError::Invalid(_)));
+        let err =
+            Config::load(None, env(&[("MEDIATOR_PUBLIC_WS_ENDPOINT", "http://x")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(m) if m.contains("public_ws_endpoint")));
+        assert!(Config::load(None, env(&[("MEDIATOR_LISTEN", "nonsense")])).is_err());
+    }
+
+    #[test]
+    fn secret_is_redacted() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "MEDIATOR_MASTER_SECRET",
+                "0123456789abcdef0123456789abcdef-secret",
+            )]),
+        )
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("0123456789abcdef"), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
+}

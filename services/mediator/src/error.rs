@@ -1,0 +1,78 @@
+//! Why an inbound message was refused, and the HTTP status each reason maps to. The server maps
+//! these at its edge; handlers return them.
+
+use axum::http::StatusCode;
+use didcomm_envelope::EnvelopeError;
+use didcomm_message::MessageError;
+use mediator_store::StoreError;
+use thiserror::Error;
+
+/// An inbound message the mediator refused.
+#[derive(Debug, Error)]
+pub enum InboundError {
+    /// The HTTP content type is not one of a DIDComm envelope.
+    #[error("unsupported content type {0:?}")]
+    UnsupportedMediaType(String),
+    /// The envelope is malformed or could not be opened.
+    #[error("envelope refused: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// The envelope is for no key this mediator holds (an unknown or deleted connection).
+    #[error("envelope is for no key of this mediator (unknown connection): {0:?}")]
+    UnknownRecipient(Vec<String>),
+    /// A message on a connection that is not authcrypted by that connection's key.
+    #[error("message on connection {connection} is not from that connection's key")]
+    NotFromConnection {
+        /// The connection the envelope was encrypted for.
+        connection: String,
+    },
+    /// The plaintext is not a DIDComm message.
+    #[error("plaintext is not a DIDComm message")]
+    Message(#[from] MessageError),
+    /// A Forward to a key no connection registered.
+    #[error("forward to unknown recipient key {0}")]
+    UnknownForwardRecipient(String),
+    /// A Forward whose body is malformed.
+    #[error("forward is malformed: {0}")]
+    BadForward(String),
+    /// The message needs a connection and there is none.
+    #[error("{0} requires an established connection")]
+    NoConnection(String),
+    /// Storage failed: nothing was acknowledged.
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    /// Something of ours failed (key derivation, packing).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl InboundError {
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Envelope(_) | Self::Message(_) | Self::BadForward(_) => StatusCode::BAD_REQUEST,
+            Self::UnknownRecipient(_) | Self::NotFromConnection { .. } | Self::NoConnection(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::UnknownForwardRecipient(_) => StatusCode::NOT_FOUND,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code, for logs and the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Envelope(_) => "bad_envelope",
+            Self::UnknownRecipient(_) => "unknown_recipient",
+            Self::NotFromConnection { .. } => "not_from_connection",
+            Self::Message(_) => "bad_message",
+            Self::UnknownForwardRecipient(_) => "unknown_forward_recipient",
+            Self::BadForward(_) => "bad_forward",
+            Self::NoConnection(_) => "no_connection",
+            Self::Store(_) => "storage_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}

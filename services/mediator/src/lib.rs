@@ -1,0 +1,69 @@
+//! The DIDComm v1 mediator service.
+//!
+//! [`run`] starts a real instance on a listener the caller bound, until `shutdown` resolves; the
+//! binary and the tests both call it. One listener carries HTTP POST of envelopes and WebSocket
+//! upgrades (see [`server`]); [`mediator::Mediator`] is the inbound and outbound path; the
+//! protocol handlers live in [`protocols`].
+
+pub mod config;
+pub mod error;
+pub mod invitation;
+pub mod keyring;
+pub mod mediator;
+pub mod protocols;
+pub mod server;
+pub mod sessions;
+
+use std::{future::Future, sync::Arc};
+
+use mediator_store::Stores;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use config::Config;
+pub use mediator::Mediator;
+
+/// The server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Building the mediator failed.
+    #[error("mediator setup failed")]
+    Setup(#[from] mediator::SetupError),
+    /// The listener failed.
+    #[error("server I/O error")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs one mediator instance on `listener` with in-memory stores until `shutdown` resolves.
+pub async fn run(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    warn!("storage: in-memory (single instance; every message and connection is lost on exit)");
+    let mediator = Mediator::new(config, Stores::memory())?;
+    serve(mediator, listener, shutdown).await
+}
+
+/// Runs `mediator` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    mediator: Mediator,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    if mediator.keys().is_ephemeral() {
+        warn!("no master_secret configured: keys are random for this process and die with it");
+    }
+    let addr = listener.local_addr()?;
+    server::log_listening(addr);
+    info!(
+        invitation = %mediator.invitation(false).url(),
+        routing_key = %mediator.keys().routing_key().verkey_base58(),
+        "mediator ready"
+    );
+    axum::serve(listener, server::router(mediator))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    info!("mediator stopped");
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! The mediator core: one inbound path for every transport (open the envelope, find the
+//! connection, dispatch on `@type`), and one outbound path (return route, open WebSocket, the
+//! client's own endpoint, or its pickup queue).
+
+use std::{
+    ops::Deref,
+    sync::{atomic::AtomicU64, Arc},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use didcomm_envelope::{pack, ContentEnc, Envelope, KeyPair, VerKey};
+use didcomm_message::{DocUri, Message, MessageType, ProblemReport, ReturnRoute, WhoRetries};
+use mediator_store::{ConnectionId, ConnectionRecord, ConnectionState, Stores};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::Config,
+    error::InboundError,
+    invitation::{Handshakes, Invitation},
+    keyring::KeyRing,
+    protocols,
+    sessions::{SessionHandle, Sessions},
+};
+
+/// The transport a message arrived on.
+#[derive(Debug, Clone, Copy)]
+pub enum Via<'a> {
+    /// HTTP POST: at most one reply fits in the response.
+    Http,
+    /// A WebSocket session: any number of replies can be written to it.
+    WebSocket(&'a SessionHandle),
+}
+
+/// Whom an inbound envelope was encrypted for.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The routing key of mediation grants: Forwards.
+    Routing,
+    /// The invitation key: handshake requests.
+    Invitation,
+    /// A connection's key: everything on an established (or establishing) connection.
+    Connection(Box<ConnectionRecord>),
+}
+
+/// One decrypted inbound message and what is known about it.
+#[derive(Debug)]
+pub struct Inbound<'a> {
+    /// The message.
+    pub msg: Message,
+    /// The authcrypt sender, if any.
+    pub sender: Option<VerKey>,
+    /// Whom it was encrypted for.
+    pub target: Target,
+    /// The transport it came on.
+    pub via: Via<'a>,
+}
+
+impl Inbound<'_> {
+    /// The connection, for messages that need one.
+    pub fn connection(&self) -> Result<&ConnectionRecord, InboundError> {
+        match &self.target {
+            Target::Connection(c) => Ok(c),
+            _ => Err(InboundError::NoConnection(self.msg.ty.to_string())),
+        }
+    }
+
+    /// A type in the same doc URI as the inbound message (peers get answers in their own style).
+    pub fn reply_type(&self, protocol: &str, version: (u16, u16), name: &str) -> MessageType {
+        MessageType::new(
+            self.msg.ty.doc_uri().clone(),
+            protocol,
+            version.0,
+            version.1,
+            name,
+        )
+    }
+}
+
+/// A message to send, and to whom.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The plaintext message.
+    pub msg: Message,
+    /// Recipient of the reply.
+    pub to: Recipient,
+}
+
+/// Where a reply goes.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// The connection, once there is one (outbound fallback: session, endpoint, queue).
+    pub connection: Option<ConnectionId>,
+    /// Keys to encrypt to.
+    pub keys: Vec<VerKey>,
+    /// Their mediator's routing keys (outer Forwards when sent to their endpoint).
+    pub routing_keys: Vec<VerKey>,
+    /// Their endpoint, if they have one.
+    pub endpoint: Option<String>,
+    /// Our key to authcrypt from.
+    pub from: KeyPair,
+}
+
+impl Recipient {
+    /// The recipient of replies on an established connection.
+    pub fn of(connection: &ConnectionRecord, from: KeyPair) -> Self {
+        Self {
+            connection: Some(connection.id.clone()),
+            keys: connection.their_keys.clone(),
+            routing_keys: connection.their_routing_keys.clone(),
+            endpoint: connection.their_endpoint.clone(),
+            from,
+        }
+    }
+}
+
+/// The mediator: cheap to clone, shared by every request task.
+#[derive(Debug, Clone)]
+pub struct Mediator(Arc<Inner>);
+
+/// The mediator's state.
+#[derive(Debug)]
+pub struct Inner {
+    config: Arc<Config>,
+    keys: KeyRing,
+    invitation: Invitation,
+    connections_invitation: Invitation,
+    stores: Stores,
+    sessions: Sessions,
+    http: reqwest::Client,
+    /// Source of WebSocket session ids.
+    pub(crate) next_session_id: AtomicU64,
+}
+
+impl Deref for Mediator {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The start-up could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Deriving the keys failed.
+    #[error("key derivation failed")]
+    Keys(#[from] crate::keyring::DeriveError),
+    /// The HTTP client could not be built.
+    #[error("HTTP client could not be built")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Peek at a plaintext: is it a Forward? Borrowed: the inner message is kept as the exact bytes
+/// received, which are what gets queued.
+#[derive(Deserialize)]
+struct ForwardPeek<'a> {
+    #[serde(rename = "@type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    to: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    msg: Option<&'a RawValue>,
+}
+
+impl Mediator {
+    /// Builds the mediator over `stores`.
+    pub fn new(config: Arc<Config>, stores: Stores) -> Result<Self, SetupError> {
+        let keys = KeyRing::new(&config.master_secret)?;
+        let endpoints = [
+            config.public_http_endpoint.as_str(),
+            config.public_ws_endpoint.as_str(),
+        ];
+        let id = keys.stable_uuid("invitation")?;
+        let invitation = Invitation::new(
+            &id,
+            &config.label,
+            keys.invitation_key().verkey(),
+            &endpoints,
+            Handshakes::All,
+        );
+        let connections_invitation = Invitation::new(
+            &keys.stable_uuid("invitation-connections")?,
+            &config.label,
+            keys.invitation_key().verkey(),
+            &endpoints,
+            Handshakes::ConnectionsOnly,
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.delivery.http_timeout_ms))
+            .build()?;
+        Ok(Self(Arc::new(Inner {
+            config,
+            keys,
+            invitation,
+            connections_invitation,
+            stores,
+            sessions: Sessions::default(),
+            http,
+            next_session_id: AtomicU64::new(1),
+        })))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The stores.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// The WebSocket sessions of this instance.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// The invitation (`connections_only`: the Connections 1.0 variant).
+    pub fn invitation(&self, connections_only: bool) -> &Invitation {
+        if connections_only {
+            &self.connections_invitation
+        } else {
+            &self.invitation
+        }
+    }
+
+    /// True when `id` is one of our invitations' ids.
+    pub fn is_our_invitation(&self, id: &str) -> bool {
+        id == self.invitation.id() || id == self.connections_invitation.id()
+    }
+
+    /// Handles one inbound envelope; returns the packed replies for the transport to carry.
+    // Hot path: every inbound message (each Forward) goes through here.
+    pub async fn receive(&self, body: &[u8], via: Via<'_>) -> Result<Vec<Bytes>, InboundError> {
+        let envelope = Envelope::parse(body)?;
+        let (key, target) = self.recipient_key(&envelope).await?;
+        let unpacked = envelope.open(&key)?;
+
+        if let Target::Routing = target {
+            // Hot path: Forwards are anoncrypted to the routing key; skip the generic model.
+            if let Ok(peek) = serde_json::from_slice::<ForwardPeek<'_>>(&unpacked.message) {
+                if is_forward(&peek.ty) {
+                    let to = peek
+                        .to
+                        .ok_or_else(|| InboundError::BadForward("no `to`".into()))?;
+                    let msg = peek
+                        .msg
+                        .ok_or_else(|| InboundError::BadForward("no `msg`".into()))?;
+                    protocols::routing::forward(self, &to, msg).await?;
+                    return Ok(Vec::new());
+                }
+            }
+        }
+
+        let msg = Message::from_slice(&unpacked.message)?;
+        if let Target::Connection(conn) = &target {
+            if !unpacked
+                .sender
+                .is_some_and(|s| conn.their_keys.contains(&s))
+            {
+                return Err(InboundError::NotFromConnection {
+                    connection: conn.id.to_string(),
+                });
+            }
+        }
+        let span = tracing::info_span!(
+            "message",
+            didcomm.r#type = %msg.ty,
+            didcomm.id = %msg.id,
+            mediator.connection_id = tracing::field::Empty,
+        );
+        if let Target::Connection(conn) = &target {
+            span.record("mediator.connection_id", tracing::field::display(&conn.id));
+            if let (Via::WebSocket(session), ReturnRoute::All) = (via, msg.return_route()) {
+                self.sessions.register(conn.id.as_str(), session);
+            }
+        }
+        let _entered = span.enter();
+        let inbound = Inbound {
+            msg,
+            sender: unpacked.sender,
+            target,
+            via,
+        };
+        let outgoing = match protocols::dispatch(self, &inbound).await {
+            Ok(out) => out,
+            Err(err) => match self.problem_report_for(&inbound, &err) {
+                Some(report) => vec![report],
+                None => return Err(err),
+            },
+        };
+        self.route_replies(&inbound, outgoing).await
+    }
+
+    /// Finds the key an envelope is for among ours: the routing key, the invitation key, or a
+    /// connection key (derived from the master secret for the connection that owns it).
+    async fn recipient_key(&self, envelope: &Envelope) -> Result<(KeyPair, Target), InboundError> {
+        let routing = self.keys.routing_key();
+        let invitation = self.keys.invitation_key();
+        for r in envelope.recipients() {
+            if r.kid == routing.verkey_base58() {
+                return Ok((routing.clone(), Target::Routing));
+            }
+            if r.kid == invitation.verkey_base58() {
+                return Ok((invitation.clone(), Target::Invitation));
+            }
+        }
+        for r in envelope.recipients() {
+            let Ok(vk) = VerKey::parse(&r.kid) else {
+                continue;
+            };
+            if let Some(conn) = self.stores.connections.find_by_my_verkey(&vk).await? {
+                let key = self
+                    .keys
+                    .connection_key(conn.id.as_str())
+                    .map_err(|e| InboundError::Internal(e.to_string()))?;
+                return Ok((key, Target::Connection(Box::new(conn))));
+            }
+        }
+        Err(InboundError::UnknownRecipient(
+            envelope
+                .recipients()
+                .iter()
+                .map(|r| r.kid.clone())
+                .collect(),
+        ))
+    }
+
+    /// An error that the peer should hear about as a problem report, when we can encrypt to it.
+    fn problem_report_for(&self, inbound: &Inbound<'_>, err: &InboundError) -> Option<Outgoing> {
+        let Target::Connection(conn) = &inbound.target else {
+            return None;
+        };
+        let (code, who) = match err {
+            InboundError::Store(_) | InboundError::Internal(_) => return None,
+            InboundError::Message(_) | InboundError::BadForward(_) => {
+                ("message-parse-failure", WhoRetries::You)
+            }
+            _ => ("request-not-accepted", WhoRetries::None),
+        };
+        let from = self.keys.connection_key(conn.id.as_str()).ok()?;
+        let report = ProblemReport::new(code)
+            .with_text(err.to_string())
+            .with_who_retries(who)
+            .builder()
+            .in_thread_of(&inbound.msg)
+            .build();
+        Some(Outgoing {
+            msg: report,
+            to: Recipient::of(conn, from),
+        })
+    }
+
+    /// Packs replies and sends each on the return route when the inbound message asked for one
+    /// (one per HTTP response, any number on a WebSocket), else through [`Mediator::send`].
+    async fn route_replies(
+        &self,
+        inbound: &Inbound<'_>,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Vec<Bytes>, InboundError> {
+        let route = inbound.msg.return_route();
+        let thid = inbound.msg.thread_id().to_owned();
+        let mut replies = Vec::new();
+        for out in outgoing {
+            let returnable = match route {
+                ReturnRoute::All => true,
+                ReturnRoute::Thread => out.msg.thread_id() == thid,
+                ReturnRoute::None => false,
+            };
+            let fits = matches!(inbound.via, Via::WebSocket(_)) || replies.is_empty();
+            if returnable && fits {
+                replies.push(self.pack_direct(&out)?);
+            } else {
+                self.send(out).await?;
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Packs a message straight for its recipient (no routing wrappers: return routes and our own
+    /// WebSocket sessions reach the recipient itself).
+    pub fn pack_direct(&self, out: &Outgoing) -> Result<Bytes, InboundError> {
+        let plaintext =
+            serde_json::to_vec(&out.msg).map_err(|e| InboundError::Internal(e.to_string()))?;
+        let packed = pack(
+            &plaintext,
+            &out.to.keys,
+            Some(&out.to.from),
+            ContentEnc::C20P,
+        )?;
+        Ok(Bytes::from(packed))
+    }
+
+    /// Sends a message with no return route: on an open WebSocket session of its connection,
+    /// else to the recipient's own endpoint (wrapped in Forwards for its routing keys), else into
+    /// the connection's pickup queue.
+    pub async fn send(&self, out: Outgoing) -> Result<(), InboundError> {
+        let direct = self.pack_direct(&out)?;
+        if let Some(conn) = &out.to.connection {
+            if let Some(session) = self.sessions.latest(conn.as_str()) {
+                if session.send(direct.clone()).await {
+                    return Ok(());
+                }
+            }
+        }
+        match out.to.endpoint.as_deref().filter(|e| is_deliverable(e)) {
+            Some(endpoint) => {
+                let wrapped = wrap_in_forwards(direct, &out.to.keys, &out.to.routing_keys)?;
+                self.spawn_delivery(endpoint.to_owned(), wrapped, None);
+                Ok(())
+            }
+            None => match &out.to.connection {
+                Some(conn) => {
+                    self.stores.queue.add(conn, &out.to.keys, direct).await?;
+                    Ok(())
+                }
+                None => {
+                    warn!("reply has no route: no return route, session, endpoint or connection");
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Delivers `payload` to `endpoint` (HTTP POST), retrying with exponential backoff until one
+    /// attempt succeeds or the mediator shuts down. When `queued` names a queued message, it is
+    /// removed after the successful delivery (and only then).
+    pub fn spawn_delivery(
+        &self,
+        endpoint: String,
+        payload: Bytes,
+        queued: Option<(ConnectionId, mediator_store::MessageId)>,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(this.config.delivery.retry_initial_ms);
+            let max = Duration::from_millis(this.config.delivery.retry_max_ms);
+            let mut attempt = 1u32;
+            loop {
+                match this.post(&endpoint, payload.clone()).await {
+                    Ok(()) => {
+                        debug!(%endpoint, attempt, "delivered");
+                        if let Some((conn, id)) = &queued {
+                            if let Err(err) = this
+                                .stores
+                                .queue
+                                .remove(conn, std::slice::from_ref(id))
+                                .await
+                            {
+                                warn!(error = %err, "delivered message could not be removed from the queue; it may be delivered again");
+                            }
+                        }
+                        return;
+                    }
+                    Err(err) => {
+                        info!(%endpoint, attempt, error = %err, retry_in_ms = delay.as_millis() as u64, "delivery failed");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(max);
+                        attempt += 1;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn post(&self, endpoint: &str, payload: Bytes) -> Result<(), String> {
+        let response = self
+            .http
+            .post(endpoint)
+            .header("content-type", "application/didcomm-envelope-enc")
+            .body(payload)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", response.status()))
+        }
+    }
+
+    /// Marks a connection completed (DID Exchange `complete`, or the first authenticated message
+    /// of a Connections 1.0 client).
+    pub async fn complete_connection(&self, conn: &ConnectionRecord) -> Result<(), InboundError> {
+        if conn.state != ConnectionState::Completed {
+            let mut updated = conn.clone();
+            updated.state = ConnectionState::Completed;
+            updated.updated_at_ms = mediator_store::unix_ms_now();
+            self.stores.connections.update(&updated).await?;
+            info!(connection = %conn.id, label = ?conn.their_label, "connection completed");
+        }
+        Ok(())
+    }
+}
+
+fn is_forward(ty: &str) -> bool {
+    ty.parse::<MessageType>()
+        .is_ok_and(|t| t.is("routing", 1, "forward"))
+}
+
+/// Endpoints we can POST to (not `didcomm:transport/queue`, not WebSocket-only ones).
+fn is_deliverable(endpoint: &str) -> bool {
+    endpoint.starts_with("http://") || endpoint.starts_with("https://")
+}
+
+/// Wraps a packed message in one Forward per routing key (innermost first), each anoncrypted to
+/// that routing key, as RFC 0094 describes.
+fn wrap_in_forwards(
+    packed: Bytes,
+    recipient_keys: &[VerKey],
+    routing_keys: &[VerKey],
+) -> Result<Bytes, InboundError> {
+    let mut current = packed;
+    let mut to = recipient_keys
+        .first()
+        .map(VerKey::to_base58)
+        .unwrap_or_default();
+    for routing_key in routing_keys {
+        let inner: &RawValue =
+            serde_json::from_slice(&current).map_err(|e| InboundError::Internal(e.to_string()))?;
+        let forward = serde_json::json!({
+            "@type": MessageType::new(DocUri::DidcommOrg, "routing", 1, 0, "forward").to_string(),
+            "@id": uuid::Uuid::new_v4().to_string(),
+            "to": to,
+            "msg": inner,
+        });
+        let plaintext =
+            serde_json::to_vec(&forward).map_err(|e| InboundError::Internal(e.to_string()))?;
+        current = Bytes::from(pack(&plaintext, &[*routing_key], None, ContentEnc::C20P)?);
+        to = routing_key.to_base58();
+    }
+    Ok(current)
+}

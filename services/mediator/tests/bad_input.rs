@@ -1,0 +1,250 @@
+//! Bad input against a real instance on loopback: each refusal has its own status and code, and
+//! the instance keeps serving other clients throughout.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use didcomm_envelope::{pack, ContentEnc, KeyPair};
+use mediator::{Config, Mediator};
+use mediator_store::Stores;
+use serde_json::{json, Value};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+struct Instance {
+    base: String,
+    mediator: Mediator,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Instance {
+    async fn start(max_message_bytes: Option<usize>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut env = vec![
+            (
+                "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
+                format!("http://{addr}"),
+            ),
+            (
+                "MEDIATOR_PUBLIC_WS_ENDPOINT".to_owned(),
+                format!("ws://{addr}"),
+            ),
+        ];
+        if let Some(max) = max_message_bytes {
+            env.push((
+                "MEDIATOR_LIMITS__MAX_MESSAGE_BYTES".to_owned(),
+                max.to_string(),
+            ));
+        }
+        let config = Arc::new(Config::load(None, env).unwrap());
+        let mediator = Mediator::new(config, Stores::memory()).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = mediator.clone();
+        let task = tokio::spawn(async move {
+            mediator::serve(server, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            mediator,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(&self.base)
+            .header("content-type", "application/didcomm-envelope-enc")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A healthy client keeps being served between bad requests: the invitation endpoint answers.
+async fn still_serving(i: &Instance) {
+    let inv: Value = reqwest::get(format!("{}/invitation", i.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        inv["@type"],
+        "https://didcomm.org/out-of-band/1.1/invitation"
+    );
+}
+
+#[tokio::test]
+async fn envelope_that_does_not_parse_is_400() {
+    let i = Instance::start(None).await;
+    for body in [
+        &b"not json"[..],
+        b"{}",
+        b"{\"protected\":\"!!\",\"iv\":\"\",\"ciphertext\":\"\",\"tag\":\"\"}",
+    ] {
+        let (status, err) = i.post(body.to_vec()).await;
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(err["error"], "bad_envelope");
+        still_serving(&i).await;
+    }
+    i.stop().await;
+}
+
+#[tokio::test]
+async fn message_from_unknown_connection_is_403() {
+    let i = Instance::start(None).await;
+    // Authcrypted to a key this mediator never gave out (a connection it does not have).
+    let stranger = KeyPair::generate().unwrap();
+    let unknown = KeyPair::generate().unwrap();
+    let body = pack(
+        br#"{"@type":"https://didcomm.org/trust_ping/1.0/ping","@id":"1"}"#,
+        &[*unknown.verkey()],
+        Some(&stranger),
+        ContentEnc::C20P,
+    )
+    .unwrap();
+    let (status, err) = i.post(body).await;
+    assert_eq!(status, 403, "{err}");
+    assert_eq!(err["error"], "unknown_recipient");
+    still_serving(&i).await;
+    i.stop().await;
+}
+
+#[tokio::test]
+async fn forward_to_unknown_key_is_404_and_stores_nothing() {
+    let i = Instance::start(None).await;
+    let nobody = KeyPair::generate().unwrap();
+    let forward = json!({
+        "@type": "https://didcomm.org/routing/1.0/forward",
+        "@id": "f-1",
+        "to": nobody.verkey_base58(),
+        "msg": {"protected": "e30", "iv": "", "ciphertext": "", "tag": ""},
+    });
+    let routing = *i.mediator.keys().routing_key().verkey();
+    let body = pack(
+        &serde_json::to_vec(&forward).unwrap(),
+        &[routing],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap();
+    let (status, err) = i.post(body).await;
+    assert_eq!(status, 404, "{err}");
+    assert_eq!(err["error"], "unknown_forward_recipient");
+    // No connection owns the key, so no queue can hold it; and the keylist index is untouched.
+    assert!(i
+        .mediator
+        .stores()
+        .mediation
+        .connection_for_key(nobody.verkey())
+        .await
+        .unwrap()
+        .is_none());
+    still_serving(&i).await;
+    i.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_forward_is_400() {
+    let i = Instance::start(None).await;
+    let routing = *i.mediator.keys().routing_key().verkey();
+    let forward = json!({"@type": "https://didcomm.org/routing/1.0/forward", "@id": "f-2", "to": "not a key", "msg": {}});
+    let body = pack(
+        &serde_json::to_vec(&forward).unwrap(),
+        &[routing],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap();
+    let (status, err) = i.post(body).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"], "bad_forward");
+    i.stop().await;
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_default_1_mib() {
+    let i = Instance::start(None).await;
+    assert_eq!(i.mediator.config().limits.max_message_bytes, 1024 * 1024);
+    let (status, _) = i.post(vec![b'x'; 1024 * 1024 + 1]).await;
+    assert_eq!(status, 413);
+    still_serving(&i).await;
+    i.stop().await;
+
+    let small = Instance::start(Some(4096)).await;
+    let (status, _) = small.post(vec![b'x'; 5000]).await;
+    assert_eq!(status, 413);
+    // Under the limit it is judged on content instead.
+    let (status, _) = small.post(vec![b'x'; 4000]).await;
+    assert_eq!(status, 400);
+    small.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let i = Instance::start(None).await;
+    let res = reqwest::Client::new()
+        .post(&i.base)
+        .header("content-type", "text/html")
+        .body("<html/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 415);
+    i.stop().await;
+}
+
+#[tokio::test]
+async fn invitation_is_served_as_json_url_and_svg() {
+    let i = Instance::start(None).await;
+    still_serving(&i).await;
+    let url = reqwest::get(format!("{}/invitation?format=url", i.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(url.trim().starts_with(&format!("{}?oob=", i.base)), "{url}");
+    let svg = reqwest::get(format!("{}/invitation.svg", i.base))
+        .await
+        .unwrap();
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().contains("<svg"));
+    let conn: Value = reqwest::get(format!("{}/invitation?handshake=connections", i.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        conn["handshake_protocols"],
+        json!(["https://didcomm.org/connections/1.0"])
+    );
+    i.stop().await;
+}

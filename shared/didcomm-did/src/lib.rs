@@ -1,0 +1,1 @@
+//! DIDs and DID documents of DIDComm v1 connections (being written).

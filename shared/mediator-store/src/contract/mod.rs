@@ -1,0 +1,213 @@
+//! The contract of each storage trait, as executable checks that every backend must pass.
+//!
+//! One suite per trait ([`connections`], [`mediation`], [`queue`]); each check is a public async
+//! function taking a fresh, empty store, named after the behaviour it checks, and panicking with
+//! a message that says what broke. Checks use random keys and connection ids, so they do not
+//! collide even if a backend's factory hands out stores that share data.
+//!
+//! Two ways to run them against a backend:
+//! - one `#[tokio::test]` per check (failures visible one by one), with
+//!   [`connection_store_contract_tests!`](crate::connection_store_contract_tests),
+//!   [`mediation_store_contract_tests!`](crate::mediation_store_contract_tests) and
+//!   [`message_queue_contract_tests!`](crate::message_queue_contract_tests):
+//!
+//!   ```ignore
+//!   mod message_queue {
+//!       use std::sync::Arc;
+//!       mediator_store::message_queue_contract_tests!(|| async {
+//!           Arc::new(my_backend::RedisMessageQueue::new(test_redis(), unique_prefix()))
+//!       });
+//!   }
+//!   ```
+//!   The factory is called once per check; the calling crate needs `tokio` (with `macros` and
+//!   `rt-multi-thread`) as a dependency.
+//! - all checks of a suite in one call: [`connection_store`], [`mediation_store`],
+//!   [`message_queue`].
+//!
+//! The list of checks of each suite is written once, in the hidden `__*_checks!` macros below,
+//! and both ways use it, so a new check runs everywhere. This module must not depend on any
+//! backend: it sees only the traits.
+
+pub mod connections;
+pub mod mediation;
+pub mod queue;
+
+use std::{future::Future, sync::Arc};
+
+use didcomm_envelope::{KeyPair, VerKey};
+
+use crate::{ConnectionStore, MediationStore, MessageQueue};
+
+/// A fresh random verkey.
+pub(crate) fn random_key() -> VerKey {
+    *KeyPair::generate()
+        .expect("contract setup: generating a random Ed25519 key failed")
+        .verkey()
+}
+
+/// Runs every [`connections`] check, each on a fresh store from `make`.
+pub async fn connection_store<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn ConnectionStore>>,
+{
+    crate::__connection_store_checks!(__contract_run, make);
+}
+
+/// Runs every [`mediation`] check, each on a fresh store from `make`.
+pub async fn mediation_store<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn MediationStore>>,
+{
+    crate::__mediation_store_checks!(__contract_run, make);
+}
+
+/// Runs every [`queue`] check, each on a fresh store from `make`.
+pub async fn message_queue<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn MessageQueue>>,
+{
+    crate::__message_queue_checks!(__contract_run, make);
+}
+
+/// The checks of the [`ConnectionStore`] suite (the one list both ways of running use).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __connection_store_checks {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {
+            connections,
+            ConnectionStore,
+            [
+                insert_then_get,
+                insert_conflicts_on_id,
+                insert_conflicts_on_my_verkey,
+                insert_conflicts_on_thread,
+                update_replaces_record,
+                update_of_missing_record_is_not_found,
+                conflicting_update_changes_nothing,
+                find_by_my_verkey,
+                find_by_their_verkey,
+                find_by_thread,
+                update_moves_index_entries,
+                delete_drops_index_entries,
+                their_key_shared_by_two_connections,
+                base58_and_did_key_are_one_key,
+            ],
+            $($args)*
+        }
+    };
+}
+
+/// The checks of the [`MediationStore`] suite (the one list both ways of running use).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __mediation_store_checks {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {
+            mediation,
+            MediationStore,
+            [
+                save_then_get,
+                keylist_add_outcomes,
+                keylist_add_of_key_owned_by_other_connection_is_client_error,
+                keylist_remove_outcomes,
+                keylist_batch_applies_in_order,
+                keylist_paging,
+                keylists_isolated_between_connections,
+                delete_releases_keys,
+                base58_and_did_key_are_one_key,
+                concurrent_adds_of_one_key_have_one_winner,
+            ],
+            $($args)*
+        }
+    };
+}
+
+/// The checks of the [`MessageQueue`] suite (the one list both ways of running use).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __message_queue_checks {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {
+            queue,
+            MessageQueue,
+            [
+                add_then_get,
+                payload_kept_byte_for_byte,
+                fifo_order,
+                take_does_not_remove,
+                take_limit,
+                take_filters_by_recipient_key,
+                status_figures,
+                status_filters_by_recipient_key,
+                remove_exact_ids,
+                remove_ignores_other_connections_ids,
+                connections_isolated,
+                concurrent_adds_all_present_once,
+                concurrent_removes_count_each_message_once,
+                received_time_is_unix_ms,
+            ],
+            $($args)*
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_run {
+    ($suite:ident, $trait:ident, [$($check:ident),* $(,)?], $make:ident) => {
+        $(
+            $crate::contract::$suite::$check($make().await).await;
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_tests {
+    ($suite:ident, $trait:ident, [$($check:ident),* $(,)?], $make:expr) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let make = $make;
+                let store: ::std::sync::Arc<dyn $crate::$trait> = make().await;
+                $crate::contract::$suite::$check(store).await;
+            }
+        )*
+    };
+}
+
+/// Defines one `#[tokio::test]` per [`ConnectionStore`] contract check, named after the check.
+///
+/// The argument is a factory: an expression giving something callable as `make().await` that
+/// returns `Arc<T>` where `T: ConnectionStore` (or `Arc<dyn ConnectionStore>`); it is called once
+/// per test and must give an empty store.
+#[macro_export]
+macro_rules! connection_store_contract_tests {
+    ($make:expr $(,)?) => {
+        $crate::__connection_store_checks!(__contract_tests, $make);
+    };
+}
+
+/// Defines one `#[tokio::test]` per [`MediationStore`] contract check, named after the check.
+///
+/// The factory is as for [`connection_store_contract_tests!`](crate::connection_store_contract_tests).
+#[macro_export]
+macro_rules! mediation_store_contract_tests {
+    ($make:expr $(,)?) => {
+        $crate::__mediation_store_checks!(__contract_tests, $make);
+    };
+}
+
+/// Defines one `#[tokio::test]` per [`MessageQueue`] contract check, named after the check.
+///
+/// The factory is as for [`connection_store_contract_tests!`](crate::connection_store_contract_tests).
+#[macro_export]
+macro_rules! message_queue_contract_tests {
+    ($make:expr $(,)?) => {
+        $crate::__message_queue_checks!(__contract_tests, $make);
+    };
+}

@@ -1,0 +1,656 @@
+//! Contract checks of [`MessageQueue`]. Each takes a fresh, empty store.
+
+use std::{collections::HashSet, sync::Arc};
+
+use bytes::Bytes;
+use didcomm_envelope::VerKey;
+
+use super::random_key;
+use crate::{unix_ms_now, ConnectionId, MessageId, MessageQueue, QueueStatus, QueuedMessage};
+
+async fn add(
+    store: &dyn MessageQueue,
+    conn: &ConnectionId,
+    keys: &[VerKey],
+    payload: &[u8],
+) -> MessageId {
+    store
+        .add(conn, keys, Bytes::copy_from_slice(payload))
+        .await
+        .expect("add failed")
+}
+
+async fn take_all(store: &dyn MessageQueue, conn: &ConnectionId) -> Vec<QueuedMessage> {
+    store
+        .take(conn, usize::MAX, None)
+        .await
+        .expect("take failed")
+}
+
+async fn status(
+    store: &dyn MessageQueue,
+    conn: &ConnectionId,
+    key: Option<&VerKey>,
+) -> QueueStatus {
+    store.status(conn, key).await.expect("status failed")
+}
+
+fn ids(messages: &[QueuedMessage]) -> Vec<MessageId> {
+    messages.iter().map(|m| m.id.clone()).collect()
+}
+
+/// A message added is read back by `get` with all its fields; `get` under another connection or
+/// with an unknown id finds nothing; ids are distinct.
+pub async fn add_then_get(store: Arc<dyn MessageQueue>) {
+    let (conn, other) = (ConnectionId::generate(), ConnectionId::generate());
+    let keys = [random_key(), random_key()];
+    let id = add(&*store, &conn, &keys, br#"{"protected":"x"}"#).await;
+    let second = add(&*store, &conn, &keys[..1], b"{}").await;
+    assert_ne!(id, second, "add: two messages got the same id");
+
+    let got = store
+        .get(&conn, &id)
+        .await
+        .expect("get failed")
+        .expect("get: a message just added is not found");
+    assert_eq!(got.id, id, "get: returned a message with another id");
+    assert_eq!(
+        got.connection_id, conn,
+        "get: message has the wrong connection_id"
+    );
+    assert_eq!(
+        got.recipient_keys, keys,
+        "get: recipient_keys not kept as given"
+    );
+    assert_eq!(
+        &got.payload[..],
+        br#"{"protected":"x"}"#,
+        "get: payload changed"
+    );
+
+    assert_eq!(
+        store.get(&other, &id).await.expect("get failed"),
+        None,
+        "get: a message was found under another connection's id"
+    );
+    assert_eq!(
+        store
+            .get(&conn, &MessageId::generate())
+            .await
+            .expect("get failed"),
+        None,
+        "get: an unknown message id found something"
+    );
+}
+
+/// Payloads come back exactly as added: JSON with whitespace and non-ASCII text, arbitrary
+/// bytes (not valid UTF-8), and a large payload.
+pub async fn payload_kept_byte_for_byte(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let json = "{ \"protected\" : \"eyJ\",\n\t\"ciphertext\":\"ü€𝄞\" }\r\n"
+        .as_bytes()
+        .to_vec();
+    let binary: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    let large: Vec<u8> = (0..512 * 1024).map(|i: u32| (i % 251) as u8).collect();
+    let payloads = [json, binary, large];
+    let mut added = Vec::new();
+    for payload in &payloads {
+        added.push(add(&*store, &conn, &[key], payload).await);
+    }
+    for (id, payload) in added.iter().zip(&payloads) {
+        let got = store
+            .get(&conn, id)
+            .await
+            .expect("get failed")
+            .expect("get: a payload message is missing");
+        assert!(
+            got.payload[..] == payload[..],
+            "get: payload of {} bytes not returned byte for byte",
+            payload.len()
+        );
+    }
+    let taken = take_all(&*store, &conn).await;
+    assert_eq!(
+        taken.len(),
+        payloads.len(),
+        "take: wrong number of messages"
+    );
+    for (message, payload) in taken.iter().zip(&payloads) {
+        assert!(
+            message.payload[..] == payload[..],
+            "take: payload of {} bytes not returned byte for byte",
+            payload.len()
+        );
+    }
+}
+
+/// Messages come out in arrival order, also when many arrive in the same millisecond, and their
+/// `received_at_ms` never decreases along the queue.
+pub async fn fifo_order(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = Vec::new();
+    for i in 0..200 {
+        added.push(add(&*store, &conn, &[key], format!("{{\"n\":{i}}}").as_bytes()).await);
+    }
+    let taken = take_all(&*store, &conn).await;
+    assert_eq!(
+        ids(&taken),
+        added,
+        "take: messages not in arrival (FIFO) order"
+    );
+    assert!(
+        taken
+            .windows(2)
+            .all(|w| w[0].received_at_ms <= w[1].received_at_ms),
+        "received_at_ms decreases along the queue"
+    );
+}
+
+/// `take` leaves the messages in the queue: a second take returns the same, status still counts
+/// them, `get` still finds them.
+pub async fn take_does_not_remove(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    for i in 0..3 {
+        add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await;
+    }
+    let first = take_all(&*store, &conn).await;
+    let second = take_all(&*store, &conn).await;
+    assert_eq!(first.len(), 3, "take: wrong number of messages");
+    assert_eq!(
+        first, second,
+        "take: a second take differs (take removed or changed messages)"
+    );
+    assert_eq!(
+        status(&*store, &conn, None).await.message_count,
+        3,
+        "status: count changed after take (take removed messages)"
+    );
+    for message in &first {
+        assert!(
+            store
+                .get(&conn, &message.id)
+                .await
+                .expect("get failed")
+                .is_some(),
+            "get: a taken message is gone (take removed it)"
+        );
+    }
+}
+
+/// `take` returns at most `limit` messages, the oldest ones; `0` gives none; a limit above the
+/// count gives all; an empty or unknown queue gives none.
+pub async fn take_limit(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = Vec::new();
+    for i in 0..10 {
+        added.push(add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await);
+    }
+    let take = |limit| {
+        let store = store.clone();
+        let conn = conn.clone();
+        async move { store.take(&conn, limit, None).await.expect("take failed") }
+    };
+    assert_eq!(
+        ids(&take(3).await),
+        added[..3],
+        "take(limit 3): not the 3 oldest messages"
+    );
+    assert!(take(0).await.is_empty(), "take(limit 0): returned messages");
+    assert_eq!(
+        ids(&take(100).await),
+        added,
+        "take(limit 100) of 10: not all 10 in order"
+    );
+    assert_eq!(
+        ids(&take(10).await),
+        added,
+        "take(limit 10) of 10: not all 10 in order"
+    );
+    assert!(
+        store
+            .take(&ConnectionId::generate(), 10, None)
+            .await
+            .expect("take failed")
+            .is_empty(),
+        "take: an unknown connection's queue returned messages"
+    );
+}
+
+/// With a recipient key, `take` returns only messages that carry it (also among several keys),
+/// oldest first, and the limit counts only those.
+pub async fn take_filters_by_recipient_key(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let (k1, k2, k3) = (random_key(), random_key(), random_key());
+    let m1 = add(&*store, &conn, &[k1], b"1").await;
+    let m2 = add(&*store, &conn, &[k2], b"2").await;
+    let m3 = add(&*store, &conn, &[k2, k1], b"3").await;
+    let m4 = add(&*store, &conn, &[k1], b"4").await;
+    let _m5 = add(&*store, &conn, &[k3], b"5").await;
+
+    let take = |limit, key: VerKey| {
+        let store = store.clone();
+        let conn = conn.clone();
+        async move {
+            ids(&store
+                .take(&conn, limit, Some(&key))
+                .await
+                .expect("take failed"))
+        }
+    };
+    assert_eq!(
+        take(10, k1).await,
+        [m1.clone(), m3.clone(), m4],
+        "take(recipient_key): wrong messages or order for a key (one message carries two keys)"
+    );
+    assert_eq!(
+        take(2, k1).await,
+        [m1, m3.clone()],
+        "take(recipient_key, limit 2): limit not applied to the matching messages"
+    );
+    assert_eq!(
+        take(10, k2).await,
+        [m2, m3],
+        "take(recipient_key): wrong messages for the second key"
+    );
+    assert!(
+        take(10, random_key()).await.is_empty(),
+        "take(recipient_key): a key no message carries returned messages"
+    );
+}
+
+/// `status` counts messages and payload bytes and gives the receive times of the oldest and
+/// newest; it follows removals; an empty queue has zero counts and no times.
+pub async fn status_figures(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    assert_eq!(
+        status(&*store, &conn, None).await,
+        QueueStatus::default(),
+        "status: an empty queue does not have zero counts and no times"
+    );
+    let a = add(&*store, &conn, &[key], &[b'a'; 10]).await;
+    let b = add(&*store, &conn, &[key], &[b'b'; 20]).await;
+    let c = add(&*store, &conn, &[key], &[b'c'; 30]).await;
+    let taken = take_all(&*store, &conn).await;
+    let times: Vec<u64> = taken.iter().map(|m| m.received_at_ms).collect();
+
+    let full = status(&*store, &conn, None).await;
+    assert_eq!(full.message_count, 3, "status: wrong message_count");
+    assert_eq!(
+        full.total_bytes, 60,
+        "status: total_bytes is not the sum of payload lengths"
+    );
+    assert_eq!(
+        full.oldest_received_ms,
+        Some(times[0]),
+        "status: oldest_received_ms is not the first message's"
+    );
+    assert_eq!(
+        full.newest_received_ms,
+        Some(times[2]),
+        "status: newest_received_ms is not the last message's"
+    );
+
+    assert_eq!(
+        store.remove(&conn, &[a]).await.expect("remove failed"),
+        1,
+        "remove: did not remove one"
+    );
+    let after = status(&*store, &conn, None).await;
+    assert_eq!(
+        after.message_count, 2,
+        "status: count not updated by remove"
+    );
+    assert_eq!(
+        after.total_bytes, 50,
+        "status: total_bytes not updated by remove"
+    );
+    assert_eq!(
+        after.oldest_received_ms,
+        Some(times[1]),
+        "status: oldest_received_ms not updated by remove"
+    );
+    assert_eq!(
+        after.newest_received_ms,
+        Some(times[2]),
+        "status: newest_received_ms changed by removing the oldest"
+    );
+
+    store.remove(&conn, &[b, c]).await.expect("remove failed");
+    assert_eq!(
+        status(&*store, &conn, None).await,
+        QueueStatus::default(),
+        "status: a queue emptied by remove does not have zero counts and no times"
+    );
+}
+
+/// With a recipient key, `status` covers only messages that carry it.
+pub async fn status_filters_by_recipient_key(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let (k1, k2) = (random_key(), random_key());
+    add(&*store, &conn, &[k1], &[0; 5]).await;
+    add(&*store, &conn, &[k2], &[0; 7]).await;
+    add(&*store, &conn, &[k1, k2], &[0; 11]).await;
+    add(&*store, &conn, &[k2], &[0; 13]).await;
+    let taken = take_all(&*store, &conn).await;
+
+    let s1 = status(&*store, &conn, Some(&k1)).await;
+    assert_eq!(
+        (s1.message_count, s1.total_bytes),
+        (2, 16),
+        "status(recipient_key): count/bytes not limited to messages carrying the key"
+    );
+    assert_eq!(
+        s1.oldest_received_ms,
+        Some(taken[0].received_at_ms),
+        "status(recipient_key): wrong oldest"
+    );
+    assert_eq!(
+        s1.newest_received_ms,
+        Some(taken[2].received_at_ms),
+        "status(recipient_key): wrong newest"
+    );
+
+    let s2 = status(&*store, &conn, Some(&k2)).await;
+    assert_eq!(
+        (s2.message_count, s2.total_bytes),
+        (3, 31),
+        "status(recipient_key): wrong figures for the second key"
+    );
+    assert_eq!(
+        s2.oldest_received_ms,
+        Some(taken[1].received_at_ms),
+        "status(recipient_key): wrong oldest for the second key"
+    );
+
+    assert_eq!(
+        status(&*store, &conn, Some(&random_key())).await,
+        QueueStatus::default(),
+        "status(recipient_key): a key no message carries has non-zero figures"
+    );
+}
+
+/// `remove` removes exactly the listed ids of the connection and counts them: not twice for a
+/// repeated id, not at all for unknown or already removed ids; the rest stay in order.
+pub async fn remove_exact_ids(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = Vec::new();
+    for i in 0..5 {
+        added.push(add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await);
+    }
+    let remove = |ids: Vec<MessageId>| {
+        let store = store.clone();
+        let conn = conn.clone();
+        async move { store.remove(&conn, &ids).await.expect("remove failed") }
+    };
+    assert_eq!(
+        remove(vec![added[1].clone(), added[3].clone()]).await,
+        2,
+        "remove: wrong count for two ids"
+    );
+    assert_eq!(
+        ids(&take_all(&*store, &conn).await),
+        [added[0].clone(), added[2].clone(), added[4].clone()],
+        "remove: did not remove exactly the listed ids (or reordered the rest)"
+    );
+    assert_eq!(
+        remove(vec![added[1].clone()]).await,
+        0,
+        "remove: an already removed id counted again"
+    );
+    assert_eq!(
+        remove(vec![MessageId::generate()]).await,
+        0,
+        "remove: an unknown id counted"
+    );
+    assert_eq!(
+        remove(vec!["not-a-uuid".into()]).await,
+        0,
+        "remove: an arbitrary text id counted"
+    );
+    assert_eq!(
+        remove(Vec::new()).await,
+        0,
+        "remove: an empty list counted something"
+    );
+    assert_eq!(
+        remove(vec![added[0].clone(), added[0].clone()]).await,
+        1,
+        "remove: an id listed twice counted twice"
+    );
+    assert_eq!(
+        status(&*store, &conn, None).await.message_count,
+        2,
+        "remove: wrong count left after removals"
+    );
+}
+
+/// `remove` under one connection with another connection's message ids removes nothing of the
+/// other connection, also when mixed with the caller's own ids.
+pub async fn remove_ignores_other_connections_ids(store: Arc<dyn MessageQueue>) {
+    let (a, b) = (ConnectionId::generate(), ConnectionId::generate());
+    let key = random_key();
+    let a1 = add(&*store, &a, &[key], b"a1").await;
+    let b1 = add(&*store, &b, &[key], b"b1").await;
+
+    assert_eq!(
+        store
+            .remove(&a, std::slice::from_ref(&b1))
+            .await
+            .expect("remove failed"),
+        0,
+        "remove: another connection's id counted as removed"
+    );
+    assert!(
+        store.get(&b, &b1).await.expect("get failed").is_some(),
+        "remove: removed another connection's message"
+    );
+    assert_eq!(
+        store
+            .remove(&a, &[a1, b1.clone()])
+            .await
+            .expect("remove failed"),
+        1,
+        "remove: mixed own/other ids not counted as one"
+    );
+    assert!(
+        store.get(&b, &b1).await.expect("get failed").is_some(),
+        "remove: removed another connection's message listed with an own id"
+    );
+    assert_eq!(
+        status(&*store, &b, None).await.message_count,
+        1,
+        "remove: other connection's count changed"
+    );
+    assert_eq!(
+        status(&*store, &a, None).await.message_count,
+        0,
+        "remove: own message not removed"
+    );
+}
+
+/// Two connections' queues do not see each other, even with the same recipient key.
+pub async fn connections_isolated(store: Arc<dyn MessageQueue>) {
+    let (a, b) = (ConnectionId::generate(), ConnectionId::generate());
+    let key = random_key();
+    let mut in_a = Vec::new();
+    for i in 0..3 {
+        in_a.push(add(&*store, &a, &[key], format!("a{i}").as_bytes()).await);
+    }
+    let mut in_b = Vec::new();
+    for i in 0..2 {
+        in_b.push(add(&*store, &b, &[key], format!("b{i}-longer").as_bytes()).await);
+    }
+    let taken_a = take_all(&*store, &a).await;
+    assert_eq!(
+        ids(&taken_a),
+        in_a,
+        "take: a connection's queue holds other messages than its own"
+    );
+    assert!(
+        taken_a.iter().all(|m| m.connection_id == a),
+        "take: a message carries another connection_id"
+    );
+    assert_eq!(
+        ids(&take_all(&*store, &b).await),
+        in_b,
+        "take: second connection's queue is wrong"
+    );
+    assert_eq!(
+        ids(&store.take(&a, 10, Some(&key)).await.expect("take failed")),
+        in_a,
+        "take(recipient_key): a key shared by two connections mixed their queues"
+    );
+    let sa = status(&*store, &a, None).await;
+    let sb = status(&*store, &b, Some(&key)).await;
+    assert_eq!(
+        (sa.message_count, sa.total_bytes),
+        (3, 6),
+        "status: figures include another connection's messages"
+    );
+    assert_eq!(
+        (sb.message_count, sb.total_bytes),
+        (2, 18),
+        "status(recipient_key): figures mix connections"
+    );
+    assert_eq!(
+        store.get(&b, &in_a[0]).await.expect("get failed"),
+        None,
+        "get: found a message under the wrong connection"
+    );
+}
+
+/// Many tasks adding at once: every message is stored exactly once, with distinct ids, and each
+/// task's messages keep its order.
+pub async fn concurrent_adds_all_present_once(store: Arc<dyn MessageQueue>) {
+    const TASKS: usize = 32;
+    const EACH: usize = 25;
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        let conn = conn.clone();
+        tasks.spawn(async move {
+            let mut ids = Vec::with_capacity(EACH);
+            for i in 0..EACH {
+                let payload = Bytes::from(format!("{t}:{i}"));
+                ids.push(
+                    store
+                        .add(&conn, &[key], payload)
+                        .await
+                        .expect("concurrent add failed"),
+                );
+            }
+            ids
+        });
+    }
+    let mut per_task = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        per_task.push(done.expect("an adding task panicked"));
+    }
+    let all: Vec<&MessageId> = per_task.iter().flatten().collect();
+    let distinct: HashSet<&MessageId> = all.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        TASKS * EACH,
+        "concurrent add: two messages got the same id"
+    );
+
+    let taken = take_all(&*store, &conn).await;
+    assert_eq!(
+        taken.len(),
+        TASKS * EACH,
+        "concurrent add: wrong number of messages stored"
+    );
+    let taken_ids: HashSet<&MessageId> = taken.iter().map(|m| &m.id).collect();
+    assert_eq!(
+        taken_ids, distinct,
+        "concurrent add: stored ids differ from the ids add returned"
+    );
+    let position: std::collections::HashMap<&MessageId, usize> =
+        taken.iter().enumerate().map(|(i, m)| (&m.id, i)).collect();
+    for ids in &per_task {
+        assert!(
+            ids.windows(2).all(|w| position[&w[0]] < position[&w[1]]),
+            "concurrent add: one task's messages are not in the order it added them"
+        );
+    }
+    let s = status(&*store, &conn, None).await;
+    let bytes: u64 = taken.iter().map(|m| m.payload.len() as u64).sum();
+    assert_eq!(
+        (s.message_count, s.total_bytes),
+        (TASKS * EACH, bytes),
+        "concurrent add: status figures wrong"
+    );
+}
+
+/// Several clients confirming the same messages at once: each message is removed and counted
+/// exactly once in total.
+pub async fn concurrent_removes_count_each_message_once(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = Vec::new();
+    for i in 0..100 {
+        added.push(add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await);
+    }
+    let added = Arc::new(added);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, conn, added) = (store.clone(), conn.clone(), added.clone());
+        tasks.spawn(async move {
+            store
+                .remove(&conn, &added)
+                .await
+                .expect("concurrent remove failed")
+        });
+    }
+    let mut removed = 0;
+    while let Some(done) = tasks.join_next().await {
+        removed += done.expect("a removing task panicked");
+    }
+    assert_eq!(
+        removed, 100,
+        "concurrent remove: total count is not the number of messages"
+    );
+    assert_eq!(
+        status(&*store, &conn, None).await,
+        QueueStatus::default(),
+        "concurrent remove: queue not empty afterwards"
+    );
+}
+
+/// `received_at_ms` is the time of arrival in unix milliseconds (within a minute of this
+/// process's clock, allowing for a backend clock that is slightly off).
+pub async fn received_time_is_unix_ms(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let before = unix_ms_now();
+    let id = add(&*store, &conn, &[random_key()], b"x").await;
+    let after = unix_ms_now();
+    let got = store
+        .get(&conn, &id)
+        .await
+        .expect("get failed")
+        .expect("get: message just added is missing");
+    assert!(
+        got.received_at_ms + 60_000 >= before && got.received_at_ms <= after + 60_000,
+        "received_at_ms {} is not the arrival time in unix ms (local clock {before}..{after})",
+        got.received_at_ms
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!(
+        s.oldest_received_ms,
+        Some(got.received_at_ms),
+        "status: oldest time differs from the message's"
+    );
+    assert_eq!(
+        s.newest_received_ms,
+        Some(got.received_at_ms),
+        "status: newest time differs from the message's"
+    );
+}

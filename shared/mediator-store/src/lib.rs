@@ -1,0 +1,70 @@
+//! Storage of the mediator: the traits every backend implements, the in-memory backends, and one
+//! contract test suite per trait.
+//!
+//! - [`ConnectionStore`]: connection records, found by id, by the mediator's per-connection key,
+//!   by the client's keys, or by handshake thread.
+//! - [`MediationStore`]: Coordinate Mediation 1.0 records and keylists; the key -> connection
+//!   routing of every Forward.
+//! - [`MessageQueue`]: the per-connection pickup queue (Pickup 2.0).
+//! - [`memory`]: the in-memory backends (single instance, tests).
+//! - `contract` (feature `contract-tests`): the behaviour every backend must show. A backend
+//!   crate runs it with the `connection_store_contract_tests!`, `mediation_store_contract_tests!`
+//!   and `message_queue_contract_tests!` macros (one test per check), or the suite functions.
+//!
+//! Handlers hold the stores as `Arc<dyn Trait>` (see [`Stores`]); the traits are object safe.
+//! All keys are [`VerKey`](didcomm_envelope::VerKey) values, never text: a base58 verkey and its
+//! `did:key` are the same key in every index. This crate holds no protocol logic (which message
+//! may change what is the handlers' business) and does no networking of its own.
+
+pub mod connections;
+mod error;
+mod ids;
+pub mod mediation;
+pub mod memory;
+pub mod queue;
+
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+pub use connections::{ConnectionRecord, ConnectionState, ConnectionStore, HandshakeProtocol};
+pub use error::{BoxError, Entity, Result, StoreError};
+pub use ids::{ConnectionId, MessageId};
+pub use mediation::{
+    KeylistAction, KeylistPage, KeylistResult, KeylistUpdate, KeylistUpdateOutcome,
+    MediationRecord, MediationState, MediationStore,
+};
+pub use queue::{MessageQueue, QueueStatus, QueuedMessage};
+
+/// The mediator's three stores, as the handlers hold them.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Connection records.
+    pub connections: Arc<dyn ConnectionStore>,
+    /// Mediation records and keylists.
+    pub mediation: Arc<dyn MediationStore>,
+    /// Pickup queues.
+    pub queue: Arc<dyn MessageQueue>,
+}
+
+impl Stores {
+    /// Fresh in-memory stores (one instance only: nothing is shared with other processes).
+    pub fn memory() -> Self {
+        Self {
+            connections: Arc::new(memory::MemoryConnectionStore::new()),
+            mediation: Arc::new(memory::MemoryMediationStore::new()),
+            queue: Arc::new(memory::MemoryMessageQueue::new()),
+        }
+    }
+}
+
+/// The wall clock in unix milliseconds (0 if the clock is before 1970), for record timestamps.
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,173 @@
+//! [`MessageQueue`] in memory.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use didcomm_envelope::VerKey;
+
+use super::lock;
+use crate::{
+    error::Result,
+    ids::{ConnectionId, MessageId},
+    queue::{MessageQueue, QueueStatus, QueuedMessage},
+    unix_ms_now,
+};
+
+/// Message queues in memory. Clones share the same queues.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryMessageQueue {
+    // std Mutex: held only inside a synchronous block, never across an await (see module docs).
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queues: HashMap<ConnectionId, Queue>,
+    /// Arrival sequence, shared by all queues: it only has to grow within each of them, and it
+    /// orders messages that arrive in the same millisecond.
+    next_seq: u64,
+}
+
+/// One connection's queue. Dropped when it empties, so idle connections cost nothing.
+#[derive(Debug, Default)]
+struct Queue {
+    by_seq: BTreeMap<u64, QueuedMessage>,
+    seq_of: HashMap<MessageId, u64>,
+    total_bytes: u64,
+}
+
+impl MemoryMessageQueue {
+    /// Empty queues.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn carries(message: &QueuedMessage, key: Option<&VerKey>) -> bool {
+    key.is_none_or(|key| message.recipient_keys.contains(key))
+}
+
+fn payload_len(message: &QueuedMessage) -> u64 {
+    u64::try_from(message.payload.len()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl MessageQueue for MemoryMessageQueue {
+    async fn add(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+    ) -> Result<MessageId> {
+        let id = MessageId::generate();
+        let now = unix_ms_now();
+        let mut state = lock(&self.state, "message queue")?;
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let queue = state.queues.entry(connection_id.clone()).or_default();
+        // A clock that steps back must not make a later message look older than an earlier one.
+        let newest = queue.by_seq.values().next_back().map(|m| m.received_at_ms);
+        let message = QueuedMessage {
+            id: id.clone(),
+            connection_id: connection_id.clone(),
+            recipient_keys: recipient_keys.to_vec(),
+            payload,
+            received_at_ms: newest.map_or(now, |newest| newest.max(now)),
+        };
+        queue.total_bytes += payload_len(&message);
+        queue.seq_of.insert(id.clone(), seq);
+        queue.by_seq.insert(seq, message);
+        Ok(id)
+    }
+
+    async fn status(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_key: Option<&VerKey>,
+    ) -> Result<QueueStatus> {
+        let state = lock(&self.state, "message queue")?;
+        let Some(queue) = state.queues.get(connection_id) else {
+            return Ok(QueueStatus::default());
+        };
+        if recipient_key.is_none() {
+            return Ok(QueueStatus {
+                message_count: queue.by_seq.len(),
+                total_bytes: queue.total_bytes,
+                oldest_received_ms: queue.by_seq.values().next().map(|m| m.received_at_ms),
+                newest_received_ms: queue.by_seq.values().next_back().map(|m| m.received_at_ms),
+            });
+        }
+        let mut status = QueueStatus::default();
+        for message in queue.by_seq.values().filter(|m| carries(m, recipient_key)) {
+            status.message_count += 1;
+            status.total_bytes += payload_len(message);
+            status
+                .oldest_received_ms
+                .get_or_insert(message.received_at_ms);
+            status.newest_received_ms = Some(message.received_at_ms);
+        }
+        Ok(status)
+    }
+
+    async fn take(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+        recipient_key: Option<&VerKey>,
+    ) -> Result<Vec<QueuedMessage>> {
+        let state = lock(&self.state, "message queue")?;
+        Ok(state
+            .queues
+            .get(connection_id)
+            .map(|queue| {
+                queue
+                    .by_seq
+                    .values()
+                    .filter(|m| carries(m, recipient_key))
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn remove(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
+        let mut state = lock(&self.state, "message queue")?;
+        let Some(queue) = state.queues.get_mut(connection_id) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for id in ids {
+            let Some(seq) = queue.seq_of.remove(id) else {
+                continue;
+            };
+            if let Some(message) = queue.by_seq.remove(&seq) {
+                queue.total_bytes -= payload_len(&message);
+                removed += 1;
+            }
+        }
+        if queue.by_seq.is_empty() {
+            state.queues.remove(connection_id);
+        }
+        Ok(removed)
+    }
+
+    async fn get(
+        &self,
+        connection_id: &ConnectionId,
+        id: &MessageId,
+    ) -> Result<Option<QueuedMessage>> {
+        let state = lock(&self.state, "message queue")?;
+        Ok(state.queues.get(connection_id).and_then(|queue| {
+            queue
+                .seq_of
+                .get(id)
+                .and_then(|seq| queue.by_seq.get(seq))
+                .cloned()
+        }))
+    }
+}

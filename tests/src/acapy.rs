@@ -1,0 +1,1 @@
+//! Driving ACA-Py 1.7 agents from tests (being written).
