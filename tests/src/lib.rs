@@ -91,3 +91,4 @@ impl Drop for JsonPeer {
 
 pub mod acapy;
 pub mod credo;
+pub mod our_mediator;

@@ -44,12 +44,11 @@ async fn main() -> anyhow::Result<()> {
         invitation.url(),
         invitation.qr_terminal()
     );
+    let base = &mediator.config().public_http_endpoint;
+    println!("Also at {base}/invitation (JSON) and {base}/invitation.svg (QR code).");
     println!(
-        "Also at {}/invitation (JSON) and /invitation.svg (QR)\n",
-        mediator.config().public_http_endpoint
-    );
-    tracing::warn!(
-        "storage: in-memory (single instance; every message and connection is lost on exit)"
+        "For ACA-Py (--mediator-invitation; it accepts exactly one service):\n{}\n",
+        mediator.single_service_invitation().url()
     );
     mediator::serve(mediator, listener, shutdown_signal()).await?;
     Ok(())

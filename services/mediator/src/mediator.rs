@@ -127,6 +127,7 @@ pub struct Inner {
     keys: KeyRing,
     invitation: Invitation,
     connections_invitation: Invitation,
+    single_service_invitation: Invitation,
     stores: Stores,
     sessions: Sessions,
     http: reqwest::Client,
@@ -187,6 +188,14 @@ impl Mediator {
             &endpoints,
             Handshakes::ConnectionsOnly,
         );
+        // ACA-Py refuses invitations with more than one service: this one has only HTTP.
+        let single_service_invitation = Invitation::new(
+            &keys.stable_uuid("invitation-single-service")?,
+            &config.label,
+            keys.invitation_key().verkey(),
+            &endpoints[..1],
+            Handshakes::All,
+        );
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.delivery.http_timeout_ms))
             .build()?;
@@ -195,6 +204,7 @@ impl Mediator {
             keys,
             invitation,
             connections_invitation,
+            single_service_invitation,
             stores,
             sessions: Sessions::default(),
             http,
@@ -231,9 +241,20 @@ impl Mediator {
         }
     }
 
+    /// The invitation with the HTTP service only (ACA-Py accepts exactly one service).
+    pub fn single_service_invitation(&self) -> &Invitation {
+        &self.single_service_invitation
+    }
+
     /// True when `id` is one of our invitations' ids.
     pub fn is_our_invitation(&self, id: &str) -> bool {
-        id == self.invitation.id() || id == self.connections_invitation.id()
+        [
+            &self.invitation,
+            &self.connections_invitation,
+            &self.single_service_invitation,
+        ]
+        .iter()
+        .any(|i| i.id() == id)
     }
 
     /// Handles one inbound envelope; returns the packed replies for the transport to carry.

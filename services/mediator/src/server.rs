@@ -166,6 +166,18 @@ struct InvitationQuery {
     handshake: Option<String>,
     /// `url` for the `?oob=` URL as text instead of the invitation JSON.
     format: Option<String>,
+    /// `single` for an invitation with only the HTTP service (ACA-Py needs exactly one).
+    services: Option<String>,
+}
+
+impl InvitationQuery {
+    fn pick<'m>(&self, mediator: &'m Mediator) -> &'m crate::invitation::Invitation {
+        if self.services.as_deref() == Some("single") {
+            mediator.single_service_invitation()
+        } else {
+            mediator.invitation(self.handshake.as_deref() == Some("connections"))
+        }
+    }
 }
 
 async fn invitation(
@@ -173,7 +185,7 @@ async fn invitation(
     Query(q): Query<InvitationQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let inv = mediator.invitation(q.handshake.as_deref() == Some("connections"));
+    let inv = q.pick(&mediator);
     let wants_text = q.format.as_deref() == Some("url")
         || headers
             .get(header::ACCEPT)
@@ -191,7 +203,7 @@ async fn invitation_svg(
     State(mediator): State<Mediator>,
     Query(q): Query<InvitationQuery>,
 ) -> Response {
-    let inv = mediator.invitation(q.handshake.as_deref() == Some("connections"));
+    let inv = q.pick(&mediator);
     match inv.qr_svg() {
         Some(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
         None => (

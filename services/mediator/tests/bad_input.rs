@@ -2,89 +2,11 @@
 //! the instance keeps serving other clients throughout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
 
+use common::Instance;
 use didcomm_envelope::{pack, ContentEnc, KeyPair};
-use mediator::{Config, Mediator};
-use mediator_store::Stores;
 use serde_json::{json, Value};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-
-struct Instance {
-    base: String,
-    mediator: Mediator,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Instance {
-    async fn start(max_message_bytes: Option<usize>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut env = vec![
-            (
-                "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
-                format!("http://{addr}"),
-            ),
-            (
-                "MEDIATOR_PUBLIC_WS_ENDPOINT".to_owned(),
-                format!("ws://{addr}"),
-            ),
-        ];
-        if let Some(max) = max_message_bytes {
-            env.push((
-                "MEDIATOR_LIMITS__MAX_MESSAGE_BYTES".to_owned(),
-                max.to_string(),
-            ));
-        }
-        let config = Arc::new(Config::load(None, env).unwrap());
-        let mediator = Mediator::new(config, Stores::memory()).unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = mediator.clone();
-        let task = tokio::spawn(async move {
-            mediator::serve(server, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            base: format!("http://{addr}"),
-            mediator,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let res = reqwest::Client::new()
-            .post(&self.base)
-            .header("content-type", "application/didcomm-envelope-enc")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
 
 /// A healthy client keeps being served between bad requests: the invitation endpoint answers.
 async fn still_serving(i: &Instance) {

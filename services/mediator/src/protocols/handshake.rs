@@ -1,33 +1,396 @@
-//! Connection handshakes, responder side (being written).
+//! Connection handshakes, responder side: DID Exchange 1.0 and 1.1 (RFC 0023), Connections 1.0
+//! (RFC 0160), and Out-of-Band handshake reuse (RFC 0434).
+//!
+//! The mediator answers with a DID of the kind the requester used (did:peer:1 with a signed
+//! `did_doc~attach`; did:peer:2 and did:peer:4 with `did_rotate~attach` signed by the invitation
+//! key, which credo-ts requires for any response DID that is not did:peer:1; an unqualified DID
+//! with its legacy DIDDoc). Each connection gets its own key, derived from the master secret and
+//! the new connection id, so nothing secret is stored.
 
+use didcomm_did::{
+    resolve, resolve_attached, sign_attachment, sign_connection, verify_attachment,
+    verify_connection_sig, DidCommService, DidDoc, OwnDid,
+};
+use didcomm_envelope::KeyPair;
+use didcomm_message::{Attachment, Message, ProblemReport, Thread, WhoRetries};
+use mediator_store::{
+    unix_ms_now, ConnectionId, ConnectionRecord, ConnectionState, HandshakeProtocol,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::basic::reply_recipient;
 use crate::{
     error::InboundError,
-    mediator::{Inbound, Mediator, Outgoing},
+    mediator::{Inbound, Mediator, Outgoing, Recipient, Target},
 };
 
-/// DID Exchange `request`.
+/// Which kind of DID the requester used, which our response mirrors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DidKind {
+    Peer1,
+    Peer2,
+    Peer4,
+    Unqualified,
+}
+
+impl DidKind {
+    fn of(did: &str) -> Self {
+        if did.starts_with("did:peer:2") {
+            Self::Peer2
+        } else if did.starts_with("did:peer:4") {
+            Self::Peer4
+        } else if did.starts_with("did:peer:") || did.starts_with("did:key:") {
+            Self::Peer1
+        } else {
+            Self::Unqualified
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DidExchangeRequest {
+    label: Option<String>,
+    did: String,
+    #[serde(rename = "did_doc~attach")]
+    did_doc_attach: Option<Attachment>,
+}
+
+/// A failed handshake is answered with a problem report to the requester's keys when we know
+/// them; otherwise the transport gets the error.
+fn handshake_problem(
+    m: &Mediator,
+    inbound: &Inbound<'_>,
+    service: Option<&DidCommService>,
+    code: &str,
+    text: String,
+) -> Result<Vec<Outgoing>, InboundError> {
+    warn!(code, %text, "handshake refused");
+    let Some(service) = service else {
+        return Err(InboundError::BadForward(text));
+    };
+    let msg = ProblemReport::new(code)
+        .with_text(text)
+        .with_who_retries(WhoRetries::None)
+        .builder()
+        .in_thread_of(&inbound.msg)
+        .build();
+    Ok(vec![Outgoing {
+        msg,
+        to: Recipient {
+            connection: None,
+            keys: service.recipient_keys.clone(),
+            routing_keys: service.routing_keys.clone(),
+            endpoint: endpoint_of(service),
+            from: m.keys().invitation_key().clone(),
+        },
+    }])
+}
+
+fn endpoint_of(service: &DidCommService) -> Option<String> {
+    (!service.is_queue_endpoint()).then(|| service.endpoint.clone())
+}
+
+/// The preferred DIDComm service of a resolved document.
+fn first_service(doc: &DidDoc) -> Result<DidCommService, String> {
+    doc.didcomm_services()
+        .map_err(|e| format!("their DID document has no usable DIDComm service: {e}"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "their DID document has no DIDComm service".to_owned())
+}
+
+/// DID Exchange `request` -> `response`.
 pub async fn didexchange_request(
-    _m: &Mediator,
-    i: &Inbound<'_>,
+    m: &Mediator,
+    inbound: &Inbound<'_>,
 ) -> Result<Vec<Outgoing>, InboundError> {
-    Err(InboundError::NoConnection(i.msg.ty.to_string()))
+    if !matches!(inbound.target, Target::Invitation) {
+        return Err(InboundError::NoConnection(
+            "a DID Exchange request must be sent to the invitation key".into(),
+        ));
+    }
+    let msg = &inbound.msg;
+    let req: DidExchangeRequest = msg.decode()?;
+    let thid = msg.thread_id().to_owned();
+
+    // Resolve their DID (with the signed attached document where the method needs one).
+    // The attached document is kept as received; self-resolving DIDs (did:peer:2/4) need none.
+    let mut doc_json: Option<Value> = None;
+    let resolved = match &req.did_doc_attach {
+        Some(attach) => verify_attachment(attach).and_then(|(bytes, _signer)| {
+            doc_json = serde_json::from_slice(&bytes).ok();
+            resolve_attached(&req.did, &bytes)
+        }),
+        None => resolve(&req.did, None),
+    };
+    let doc = match resolved {
+        Ok(doc) => doc,
+        Err(e) => {
+            return handshake_problem(
+                m,
+                inbound,
+                None,
+                "request_not_accepted",
+                format!("their DID: {e}"),
+            )
+        }
+    };
+    let service = match first_service(&doc) {
+        Ok(s) => s,
+        Err(text) => return handshake_problem(m, inbound, None, "request_not_accepted", text),
+    };
+    if let Some(sender) = inbound.sender {
+        if !service.recipient_keys.contains(&sender) && !doc.authentication_keys().contains(&sender)
+        {
+            return handshake_problem(
+                m,
+                inbound,
+                Some(&service),
+                "request_not_accepted",
+                "the request is not authcrypted by a key of the requester's DID".into(),
+            );
+        }
+    }
+    if let Some(pthid) = msg.parent_thread_id() {
+        if !m.is_our_invitation(pthid) {
+            info!(pthid, "request answers an invitation that is not ours; accepted anyway (multi-use, public)");
+        }
+    }
+
+    // A repeated request (same thread) gets the same connection and the same answer.
+    let existing = m.stores().connections.find_by_thread(&thid).await?;
+    let id = existing
+        .as_ref()
+        .map_or_else(ConnectionId::generate, |c| c.id.clone());
+    let my_key = connection_key(m, &id)?;
+    let own = OwnDid::new(
+        *my_key.verkey(),
+        [
+            m.config().public_http_endpoint.clone(),
+            m.config().public_ws_endpoint.clone(),
+        ],
+        [],
+    );
+    let minor = msg.ty.minor();
+    let mut body = serde_json::Map::new();
+    let invitation_key = m.keys().invitation_key();
+    let my_did = match DidKind::of(&req.did) {
+        DidKind::Peer1 => {
+            let peer = own.peer1();
+            let attach = sign_attachment(
+                &uuid::Uuid::new_v4().to_string(),
+                Some("application/json"),
+                peer.doc_json.as_bytes(),
+                invitation_key,
+            );
+            body.insert("did_doc~attach".into(), to_value(&attach)?);
+            peer.did
+        }
+        DidKind::Peer2 | DidKind::Peer4 => {
+            let did = if DidKind::of(&req.did) == DidKind::Peer2 {
+                own.peer2()
+            } else {
+                own.peer4().long
+            };
+            let attach = sign_attachment(
+                &uuid::Uuid::new_v4().to_string(),
+                Some("text/string"),
+                did.as_bytes(),
+                invitation_key,
+            );
+            body.insert("did_rotate~attach".into(), to_value(&attach)?);
+            did
+        }
+        DidKind::Unqualified => {
+            let unq = own.unqualified();
+            let attach = sign_attachment(
+                &uuid::Uuid::new_v4().to_string(),
+                Some("application/json"),
+                unq.doc.to_string().as_bytes(),
+                invitation_key,
+            );
+            body.insert("did_doc~attach".into(), to_value(&attach)?);
+            unq.did
+        }
+    };
+    body.insert("did".into(), Value::from(my_did.as_str()));
+
+    let now = unix_ms_now();
+    let record = ConnectionRecord {
+        id: id.clone(),
+        state: ConnectionState::ResponseSent,
+        protocol: HandshakeProtocol::DidExchange {
+            minor: u8::try_from(minor).unwrap_or(1),
+        },
+        thread_id: thid.clone(),
+        invitation_id: msg.parent_thread_id().map(str::to_owned),
+        their_label: req.label.clone(),
+        their_did: req.did.clone(),
+        their_did_doc: doc_json,
+        their_keys: service.recipient_keys.clone(),
+        their_routing_keys: service.routing_keys.clone(),
+        their_endpoint: endpoint_of(&service),
+        my_did,
+        my_verkey: *my_key.verkey(),
+        created_at_ms: existing.as_ref().map_or(now, |c| c.created_at_ms),
+        updated_at_ms: now,
+    };
+    save(m, &record, existing.is_some()).await?;
+    info!(connection = %id, label = ?req.label, their_did = %short(&req.did), "DID exchange request accepted");
+
+    let response = Message::new(inbound.reply_type("didexchange", (1, minor), "response"))
+        .with_thread(Thread {
+            thid: Some(thid),
+            ..Thread::default()
+        })
+        .with_body(&Value::Object(body))?;
+    Ok(vec![Outgoing {
+        msg: response,
+        to: Recipient::of(&record, my_key),
+    }])
 }
-/// Connections 1.0 `request`.
+
+#[derive(Deserialize)]
+struct ConnectionsRequest {
+    label: Option<String>,
+    connection: ConnectionBody,
+}
+
+#[derive(Deserialize)]
+struct ConnectionBody {
+    #[serde(rename = "DID")]
+    did: String,
+    #[serde(rename = "DIDDoc")]
+    did_doc: Option<Value>,
+}
+
+/// Connections 1.0 `request` -> `response` with `connection~sig`.
 pub async fn connections_request(
-    _m: &Mediator,
-    i: &Inbound<'_>,
+    m: &Mediator,
+    inbound: &Inbound<'_>,
 ) -> Result<Vec<Outgoing>, InboundError> {
-    Err(InboundError::NoConnection(i.msg.ty.to_string()))
+    if !matches!(inbound.target, Target::Invitation) {
+        return Err(InboundError::NoConnection(
+            "a Connections request must be sent to the invitation key".into(),
+        ));
+    }
+    let msg = &inbound.msg;
+    let req: ConnectionsRequest = msg.decode()?;
+    let thid = msg.thread_id().to_owned();
+    let doc = match resolve(&req.connection.did, req.connection.did_doc.as_ref()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return handshake_problem(
+                m,
+                inbound,
+                None,
+                "request_not_accepted",
+                format!("their DID: {e}"),
+            )
+        }
+    };
+    let service = match first_service(&doc) {
+        Ok(s) => s,
+        Err(text) => return handshake_problem(m, inbound, None, "request_not_accepted", text),
+    };
+
+    let existing = m.stores().connections.find_by_thread(&thid).await?;
+    let id = existing
+        .as_ref()
+        .map_or_else(ConnectionId::generate, |c| c.id.clone());
+    let my_key = connection_key(m, &id)?;
+    let own = OwnDid::new(
+        *my_key.verkey(),
+        [
+            m.config().public_http_endpoint.clone(),
+            m.config().public_ws_endpoint.clone(),
+        ],
+        [],
+    );
+    let unq = own.unqualified();
+    let connection = json!({ "DID": unq.did, "DIDDoc": unq.sov_doc });
+    let sig = sign_connection(&connection, m.keys().invitation_key());
+    debug_assert!(verify_connection_sig(&sig).is_ok());
+
+    let now = unix_ms_now();
+    let record = ConnectionRecord {
+        id: id.clone(),
+        state: ConnectionState::ResponseSent,
+        protocol: HandshakeProtocol::Connections10,
+        thread_id: thid.clone(),
+        invitation_id: msg.parent_thread_id().map(str::to_owned),
+        their_label: req.label.clone(),
+        their_did: req.connection.did.clone(),
+        their_did_doc: req.connection.did_doc.clone(),
+        their_keys: service.recipient_keys.clone(),
+        their_routing_keys: service.routing_keys.clone(),
+        their_endpoint: endpoint_of(&service),
+        my_did: unq.did.clone(),
+        my_verkey: *my_key.verkey(),
+        created_at_ms: existing.as_ref().map_or(now, |c| c.created_at_ms),
+        updated_at_ms: now,
+    };
+    save(m, &record, existing.is_some()).await?;
+    info!(connection = %id, label = ?req.label, "connections request accepted");
+
+    let response = Message::new(inbound.reply_type("connections", (1, 0), "response"))
+        .with_thread(Thread {
+            thid: Some(thid),
+            ..Thread::default()
+        })
+        .with_body(&json!({ "connection~sig": sig }))?;
+    Ok(vec![Outgoing {
+        msg: response,
+        to: Recipient::of(&record, my_key),
+    }])
 }
-/// DID Exchange `complete`.
+
+/// DID Exchange `complete`: the connection is usable.
 pub async fn didexchange_complete(
     m: &Mediator,
-    i: &Inbound<'_>,
+    inbound: &Inbound<'_>,
 ) -> Result<Vec<Outgoing>, InboundError> {
-    m.complete_connection(i.connection()?).await?;
+    m.complete_connection(inbound.connection()?).await?;
     Ok(Vec::new())
 }
-/// OOB `handshake-reuse`.
-pub async fn reuse(_m: &Mediator, i: &Inbound<'_>) -> Result<Vec<Outgoing>, InboundError> {
-    Err(InboundError::NoConnection(i.msg.ty.to_string()))
+
+/// OOB `handshake-reuse` on an existing connection -> `handshake-reuse-accepted`.
+pub async fn reuse(m: &Mediator, inbound: &Inbound<'_>) -> Result<Vec<Outgoing>, InboundError> {
+    let conn = inbound.connection()?;
+    m.complete_connection(conn).await?;
+    let msg = Message::new(inbound.reply_type("out-of-band", (1, 1), "handshake-reuse-accepted"))
+        .with_thread(Thread {
+            thid: Some(inbound.msg.id.clone()),
+            pthid: inbound.msg.parent_thread_id().map(str::to_owned),
+            ..Thread::default()
+        });
+    Ok(vec![Outgoing {
+        msg,
+        to: reply_recipient(m, inbound)?,
+    }])
+}
+
+fn connection_key(m: &Mediator, id: &ConnectionId) -> Result<KeyPair, InboundError> {
+    m.keys()
+        .connection_key(id.as_str())
+        .map_err(|e| InboundError::Internal(e.to_string()))
+}
+
+async fn save(m: &Mediator, record: &ConnectionRecord, exists: bool) -> Result<(), InboundError> {
+    if exists {
+        m.stores().connections.update(record).await?;
+    } else {
+        m.stores().connections.insert(record).await?;
+    }
+    Ok(())
+}
+
+fn to_value(attach: &Attachment) -> Result<Value, InboundError> {
+    serde_json::to_value(attach).map_err(|e| InboundError::Internal(e.to_string()))
+}
+
+fn short(did: &str) -> &str {
+    did.get(..40).unwrap_or(did)
 }

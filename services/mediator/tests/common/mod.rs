@@ -1,0 +1,254 @@
+//! A real mediator instance on loopback, and a minimal DIDComm client that speaks to it the way
+//! agents do (DID exchange, mediation, forward, pickup), for the protocol tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use didcomm_did::{resolve, verify_attachment, OwnDid};
+use didcomm_envelope::{pack, unpack, ContentEnc, KeyPair, VerKey};
+use didcomm_message::Attachment;
+use mediator::{Config, Mediator};
+use mediator_store::Stores;
+use serde_json::{json, Value};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+pub struct Instance {
+    pub base: String,
+    pub mediator: Mediator,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Instance {
+    pub async fn start(max_message_bytes: Option<usize>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut env = vec![
+            (
+                "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
+                format!("http://{addr}"),
+            ),
+            (
+                "MEDIATOR_PUBLIC_WS_ENDPOINT".to_owned(),
+                format!("ws://{addr}"),
+            ),
+        ];
+        if let Some(max) = max_message_bytes {
+            env.push((
+                "MEDIATOR_LIMITS__MAX_MESSAGE_BYTES".to_owned(),
+                max.to_string(),
+            ));
+        }
+        let config = Arc::new(Config::load(None, env).unwrap());
+        let mediator = Mediator::new(config, Stores::memory()).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = mediator.clone();
+        let task = tokio::spawn(async move {
+            mediator::serve(server, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            mediator,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(&self.base)
+            .header("content-type", "application/didcomm-envelope-enc")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A client agent with no endpoint of its own (like a credo mobile wallet).
+pub struct Client {
+    pub key: KeyPair,
+    pub mediator_key: VerKey,
+    pub did: String,
+    base: String,
+    http: reqwest::Client,
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Client {
+    /// Runs DID Exchange 1.1 with a did:peer:2 against the instance's invitation and completes it.
+    pub async fn connect(i: &Instance) -> Self {
+        let inv: Value = reqwest::get(format!("{}/invitation", i.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let invitation_key =
+            VerKey::parse(inv["services"][0]["recipientKeys"][0].as_str().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let did = OwnDid::new(*key.verkey(), ["didcomm:transport/queue"], []).peer2();
+        let request_id = new_id();
+        let request = json!({
+            "@type": "https://didcomm.org/didexchange/1.1/request",
+            "@id": request_id,
+            "~thread": {"pthid": inv["@id"]},
+            "label": "test-client",
+            "did": did,
+            "~transport": {"return_route": "all"},
+        });
+        let mut client = Self {
+            key,
+            mediator_key: invitation_key,
+            did,
+            base: i.base.clone(),
+            http: reqwest::Client::new(),
+        };
+        let response = client
+            .call(&request)
+            .await
+            .expect("DID exchange response on the return route");
+        assert_eq!(
+            response["@type"], "https://didcomm.org/didexchange/1.1/response",
+            "{response}"
+        );
+        assert_eq!(response["~thread"]["thid"], request_id);
+        let rotate: Attachment =
+            serde_json::from_value(response["did_rotate~attach"].clone()).unwrap();
+        let (signed, signer) = verify_attachment(&rotate).unwrap();
+        assert_eq!(
+            signer, invitation_key,
+            "did_rotate signed by the invitation key"
+        );
+        let their_did = response["did"].as_str().unwrap();
+        assert_eq!(signed, their_did.as_bytes());
+        let doc = resolve(their_did, None).unwrap();
+        client.mediator_key = doc.didcomm_services().unwrap()[0].recipient_keys[0];
+        let complete = json!({
+            "@type": "https://didcomm.org/didexchange/1.1/complete",
+            "@id": new_id(),
+            "~thread": {"thid": request_id, "pthid": inv["@id"]},
+        });
+        assert!(client.call(&complete).await.is_none());
+        client
+    }
+
+    /// Sends a message (authcrypt to the mediator's key for us) and returns the return-routed
+    /// reply, if any.
+    pub async fn call(&self, msg: &Value) -> Option<Value> {
+        let (status, body) = self.post_raw(msg).await;
+        assert!(
+            status == 200 || status == 202,
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if body.is_empty() {
+            return None;
+        }
+        let out = unpack(&body, |kid| {
+            (kid == self.key.verkey_base58()).then_some(&self.key)
+        })
+        .unwrap();
+        Some(serde_json::from_slice(&out.message).unwrap())
+    }
+
+    pub async fn post_raw(&self, msg: &Value) -> (u16, Vec<u8>) {
+        let packed = pack(
+            &serde_json::to_vec(msg).unwrap(),
+            &[self.mediator_key],
+            Some(&self.key),
+            ContentEnc::C20P,
+        )
+        .unwrap();
+        let res = self
+            .http
+            .post(&self.base)
+            .header("content-type", "application/didcomm-envelope-enc")
+            .body(packed)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.bytes().await.unwrap().to_vec())
+    }
+
+    /// A message with a return route.
+    pub fn msg(ty: &str, body: Value) -> Value {
+        let mut m = body;
+        m["@type"] = Value::from(format!("https://didcomm.org/{ty}"));
+        m["@id"] = Value::from(new_id());
+        m["~transport"] = json!({"return_route": "all"});
+        m
+    }
+
+    /// Requests mediation; returns the grant.
+    pub async fn mediate(&self) -> Value {
+        self.call(&Self::msg(
+            "coordinate-mediation/1.0/mediate-request",
+            json!({}),
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// Adds keys to the keylist; returns the response.
+    pub async fn add_keys(&self, keys: &[&str]) -> Value {
+        let updates: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"recipient_key": k, "action": "add"}))
+            .collect();
+        self.call(&Self::msg(
+            "coordinate-mediation/1.0/keylist-update",
+            json!({"updates": updates}),
+        ))
+        .await
+        .unwrap()
+    }
+}
+
+/// Packs `inner` for `recipient` (anoncrypt) and wraps it in a Forward to the routing key.
+pub fn forward_for(routing_key: &VerKey, recipient: &VerKey, inner: &[u8]) -> (Vec<u8>, Value) {
+    let inner_env = pack(inner, &[*recipient], None, ContentEnc::C20P).unwrap();
+    let inner_json: Value = serde_json::from_slice(&inner_env).unwrap();
+    let forward = json!({
+        "@type": "https://didcomm.org/routing/1.0/forward",
+        "@id": new_id(),
+        "to": recipient.to_base58(),
+        "msg": inner_json,
+    });
+    (
+        pack(
+            &serde_json::to_vec(&forward).unwrap(),
+            &[*routing_key],
+            None,
+            ContentEnc::C20P,
+        )
+        .unwrap(),
+        inner_json,
+    )
+}
