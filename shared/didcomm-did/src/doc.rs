@@ -13,6 +13,8 @@
 //! `#key-1`, `<did>#key-1` and, for legacy documents, `did:sov:<did>#1` and `<did>#1` are the
 //! same key.
 
+use std::cell::OnceCell;
+
 use didcomm_envelope::VerKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -199,7 +201,7 @@ impl DidDoc {
         for field in ["verificationMethod", "publicKey"] {
             for entry in obj_array(obj, DOC, field)? {
                 let vm = doc.parse_vm(entry)?;
-                doc.add_vm(vm);
+                doc.add_vm(vm)?;
             }
         }
         doc.authentication = doc.parse_relationship(obj, "authentication")?;
@@ -211,6 +213,7 @@ impl DidDoc {
         match obj.get("service") {
             None | Some(Value::Null) => {}
             Some(Value::Array(entries)) => {
+                cap(entries.len(), "service")?;
                 for (index, entry) in entries.iter().enumerate() {
                     doc.parse_service(entry, index)?;
                 }
@@ -242,10 +245,11 @@ impl DidDoc {
     /// The Ed25519 keys of the authentication methods (the keys that may sign for this DID:
     /// credo accepts a `did_doc~attach` signed by one of them).
     pub fn authentication_keys(&self) -> Vec<VerKey> {
+        let forms = Forms::new();
         self.authentication
             .iter()
             .filter_map(|id| self.verification_method(id))
-            .filter_map(|vm| self.ed25519_of(vm))
+            .filter_map(|vm| ed25519_of(self, &forms, vm))
             .collect()
     }
 
@@ -262,13 +266,14 @@ impl DidDoc {
     pub fn didcomm_services(&self) -> Result<Vec<DidCommService>, DidError> {
         let mut out = Vec::new();
         let mut external = ExternalDocs::default();
+        let forms = Forms::new();
         for service in &self.services {
             match service.kind {
                 ServiceKind::DidCommunication | ServiceKind::IndyAgent => {
-                    out.push(self.v1_service(service, &mut external)?);
+                    out.push(self.v1_service(service, &forms, &mut external)?);
                 }
                 ServiceKind::DidCommMessaging => {
-                    if let Ok(resolved) = self.v2_service(service, &mut external) {
+                    if let Ok(resolved) = self.v2_service(service, &forms, &mut external) {
                         out.push(resolved);
                     }
                 }
@@ -283,12 +288,13 @@ impl DidDoc {
     fn v1_service(
         &self,
         service: &Service,
+        forms: &Forms,
         external: &mut ExternalDocs,
     ) -> Result<DidCommService, DidError> {
         let recipient_keys = service
             .recipient_keys
             .iter()
-            .map(|r| self.resolve_key(&service.id, r, None))
+            .map(|r| self.resolve_key(&service.id, r, forms, None))
             .collect::<Result<Vec<_>, _>>()?;
         if recipient_keys.is_empty() {
             return Err(DidError::NoRecipientKeys {
@@ -298,7 +304,7 @@ impl DidDoc {
         let routing_keys = service
             .routing_keys
             .iter()
-            .map(|r| self.resolve_key(&service.id, r, Some(&mut *external)))
+            .map(|r| self.resolve_key(&service.id, r, forms, Some(&mut *external)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(DidCommService {
             id: service.id.clone(),
@@ -313,6 +319,7 @@ impl DidDoc {
     fn v2_service(
         &self,
         service: &Service,
+        forms: &Forms,
         external: &mut ExternalDocs,
     ) -> Result<DidCommService, DidError> {
         let mut recipient_keys = Vec::new();
@@ -320,7 +327,7 @@ impl DidDoc {
             for id in &self.key_agreement {
                 if let Some(key) = self
                     .verification_method(id)
-                    .and_then(|vm| self.ed25519_of(vm))
+                    .and_then(|vm| ed25519_of(self, forms, vm))
                 {
                     if !recipient_keys.contains(&key) {
                         recipient_keys.push(key);
@@ -329,7 +336,7 @@ impl DidDoc {
             }
         } else {
             for r in &service.recipient_keys {
-                recipient_keys.push(self.resolve_key(&service.id, r, None)?);
+                recipient_keys.push(self.resolve_key(&service.id, r, forms, None)?);
             }
         }
         if recipient_keys.is_empty() {
@@ -340,7 +347,7 @@ impl DidDoc {
         let routing_keys = service
             .routing_keys
             .iter()
-            .map(|r| self.resolve_key(&service.id, r, Some(&mut *external)))
+            .map(|r| self.resolve_key(&service.id, r, forms, Some(&mut *external)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(DidCommService {
             id: service.id.clone(),
@@ -359,6 +366,7 @@ impl DidDoc {
         &self,
         service: &str,
         reference: &str,
+        forms: &Forms,
         external: Option<&mut ExternalDocs>,
     ) -> Result<VerKey, DidError> {
         let malformed = |source| DidError::ServiceKey {
@@ -379,7 +387,7 @@ impl DidDoc {
             reference: reference.to_owned(),
         };
         if let Some(vm) = self.verification_method(reference) {
-            return self.ed25519_of(vm).ok_or_else(not_ed25519);
+            return ed25519_of(self, forms, vm).ok_or_else(not_ed25519);
         }
         let absolute = self.absolute(reference);
         let did = absolute
@@ -397,13 +405,14 @@ impl DidDoc {
         // A routing key of a mediator that uses a self-resolving DID (did:peer:2, long
         // did:peer:4): resolve that DID. Resolving a document never resolves services, so this
         // does not recurse further.
-        let other = external
-            .get(did)
-            .map_err(|e| DidError::UnresolvableKeyReference {
-                service: service.to_owned(),
-                reference: reference.to_owned(),
-                source: Box::new(e),
-            })?;
+        let (other, other_forms) =
+            external
+                .get(did)
+                .map_err(|e| DidError::UnresolvableKeyReference {
+                    service: service.to_owned(),
+                    reference: reference.to_owned(),
+                    source: Box::new(e),
+                })?;
         let vm =
             other
                 .verification_method(&absolute)
@@ -411,20 +420,7 @@ impl DidDoc {
                     service: service.to_owned(),
                     reference: reference.to_owned(),
                 })?;
-        other.ed25519_of(vm).ok_or_else(not_ed25519)
-    }
-
-    /// The Ed25519 key of a method: its own, or for an X25519 method the Ed25519 key of this
-    /// document that converts to it (credo lists the X25519 form of its verkey separately).
-    fn ed25519_of(&self, vm: &VerificationMethod) -> Option<VerKey> {
-        match vm.key {
-            PublicKey::Ed25519(key) => Some(key),
-            PublicKey::X25519(x) => self.verification_methods.iter().find_map(|m| match m.key {
-                PublicKey::Ed25519(key) if key.to_x25519_public() == x => Some(key),
-                _ => None,
-            }),
-            PublicKey::Unsupported => None,
-        }
+        ed25519_of(other, other_forms, vm).ok_or_else(not_ed25519)
     }
 
     /// Whether `did` names this document's subject: its id, an alias, or for legacy documents
@@ -448,11 +444,13 @@ impl DidDoc {
         }
     }
 
-    fn add_vm(&mut self, vm: VerificationMethod) {
+    fn add_vm(&mut self, vm: VerificationMethod) -> Result<(), DidError> {
         // The same method can be listed and embedded; the first one wins.
         if !self.verification_methods.iter().any(|m| m.id == vm.id) {
+            cap(self.verification_methods.len() + 1, "verificationMethod")?;
             self.verification_methods.push(vm);
         }
+        Ok(())
     }
 
     fn parse_relationship(
@@ -472,6 +470,7 @@ impl DidDoc {
                 })
             }
         };
+        cap(entries.len(), field)?;
         for entry in entries {
             match entry {
                 Value::String(reference) => ids.push(self.absolute(reference)),
@@ -485,7 +484,7 @@ impl DidDoc {
                     } else {
                         let vm = self.parse_vm(entry)?;
                         ids.push(vm.id.clone());
-                        self.add_vm(vm);
+                        self.add_vm(vm)?;
                     }
                 }
                 _ => {
@@ -628,7 +627,7 @@ impl DidDoc {
                 }
             }
         }
-        Ok(())
+        cap(self.services.len(), "service")
     }
 
     fn parse_service_fields(
@@ -673,7 +672,10 @@ impl DidDoc {
             field: "serviceEndpoint",
         })?;
         let endpoints: Vec<&Value> = match endpoint {
-            Value::Array(items) => items.iter().collect(),
+            Value::Array(items) => {
+                cap(items.len(), "serviceEndpoint")?;
+                items.iter().collect()
+            }
             other => vec![other],
         };
         let mut out = Vec::with_capacity(endpoints.len());
@@ -720,6 +722,32 @@ impl DidDoc {
     }
 }
 
+/// The Ed25519 keys of a document with their X25519 forms, computed at most once per call
+/// (the conversion costs a point decompression).
+type Forms = OnceCell<Vec<(VerKey, [u8; 32])>>;
+
+/// The Ed25519 key of a method: its own, or for an X25519 method the Ed25519 key of the
+/// document that converts to it (credo lists the X25519 form of its verkey separately).
+fn ed25519_of(doc: &DidDoc, forms: &Forms, vm: &VerificationMethod) -> Option<VerKey> {
+    match vm.key {
+        PublicKey::Ed25519(key) => Some(key),
+        PublicKey::X25519(x) => forms
+            .get_or_init(|| {
+                doc.verification_methods
+                    .iter()
+                    .filter_map(|m| match m.key {
+                        PublicKey::Ed25519(key) => Some((key, key.to_x25519_public())),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .iter()
+            .find(|(_, form)| *form == x)
+            .map(|(key, _)| *key),
+        PublicKey::Unsupported => None,
+    }
+}
+
 /// The most distinct other DIDs one document's routing keys may name. Resolving a long
 /// did:peer:4 costs milliseconds (base58 is quadratic), so a hostile document listing many
 /// must not multiply that.
@@ -730,14 +758,15 @@ pub const MAX_EXTERNAL_DIDS: usize = 8;
 /// ones included) per call.
 #[derive(Default)]
 struct ExternalDocs {
-    docs: Vec<(String, DidDoc)>,
+    docs: Vec<(String, DidDoc, Forms)>,
     attempts: usize,
 }
 
 impl ExternalDocs {
-    fn get(&mut self, did: &str) -> Result<&DidDoc, DidError> {
-        if let Some(index) = self.docs.iter().position(|(d, _)| d == did) {
-            return Ok(&self.docs[index].1);
+    fn get(&mut self, did: &str) -> Result<(&DidDoc, &Forms), DidError> {
+        if let Some(index) = self.docs.iter().position(|(d, _, _)| d == did) {
+            let (_, doc, forms) = &self.docs[index];
+            return Ok((doc, forms));
         }
         if self.attempts >= MAX_EXTERNAL_DIDS {
             return Err(DidError::TooManyExternalDids {
@@ -746,9 +775,10 @@ impl ExternalDocs {
         }
         self.attempts += 1;
         let doc = crate::resolve::resolve(did, None)?;
-        self.docs.push((did.to_owned(), doc));
+        self.docs.push((did.to_owned(), doc, Forms::new()));
         let last = self.docs.len() - 1;
-        Ok(&self.docs[last].1)
+        let (_, doc, forms) = &self.docs[last];
+        Ok((doc, forms))
     }
 }
 
@@ -830,6 +860,22 @@ pub(crate) fn okp_jwk(jwk: &Value) -> Result<PublicKey, KeyDecodeError> {
     }
 }
 
+/// The most entries a document may have in any list (verification methods, services, keys of
+/// a service, endpoints...). Real DIDComm documents have a handful; the bound keeps the work
+/// on a hostile document linear in a small number.
+pub const MAX_DOC_ENTRIES: usize = 256;
+
+fn cap(len: usize, field: &'static str) -> Result<(), DidError> {
+    if len > MAX_DOC_ENTRIES {
+        Err(DidError::TooManyEntries {
+            field,
+            max: MAX_DOC_ENTRIES,
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// An optional string member.
 fn str_field<'a>(
     obj: &'a Map<String, Value>,
@@ -860,10 +906,12 @@ fn str_array(
     };
     match obj.get(field) {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(wrong))
-            .collect(),
+        Some(Value::Array(items)) => cap(items.len(), field).and_then(|()| {
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(wrong))
+                .collect()
+        }),
         Some(_) => Err(wrong()),
     }
 }
@@ -876,7 +924,7 @@ fn obj_array<'a>(
 ) -> Result<&'a [Value], DidError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(items)) => Ok(items),
+        Some(Value::Array(items)) => cap(items.len(), field).map(|()| &items[..]),
         Some(_) => Err(DidError::WrongType {
             context,
             field,

@@ -157,6 +157,14 @@ pub enum DidError {
         /// What it must be.
         expected: &'static str,
     },
+    /// A list in the document is longer than any real document's.
+    #[error("`{field}` has more than {max} entries")]
+    TooManyEntries {
+        /// The list.
+        field: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// A verification method of a supported type whose key does not decode.
     #[error("verification method {id:?} has an invalid key")]
     VerificationMethodKey {

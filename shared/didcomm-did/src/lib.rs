@@ -32,7 +32,7 @@ pub use connection_sig::{
 pub use create::{OwnDid, PeerDid1, PeerDid4, UnqualifiedDid};
 pub use doc::{
     DidCommService, DidDoc, PublicKey, Service, ServiceKind, VerificationMethod,
-    VerificationMethodType, MAX_EXTERNAL_DIDS, QUEUE_ENDPOINT,
+    VerificationMethodType, MAX_DOC_ENTRIES, MAX_EXTERNAL_DIDS, QUEUE_ENDPOINT,
 };
 pub use error::{DidError, KeyDecodeError};
 pub use jws::{

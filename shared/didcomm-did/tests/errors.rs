@@ -400,6 +400,35 @@ fn document_shapes() {
     wrong(svc(json!({"serviceEndpoint": 5})), "serviceEndpoint");
     wrong(svc(json!({"id": 5})), "id");
 
+    // Lists longer than any real document's.
+    let many_vms: Vec<Value> = (0..=didcomm_did::MAX_DOC_ENTRIES)
+        .map(|i| json!({"id": format!("#k{i}"), "type": "Other"}))
+        .collect();
+    let too_many = |doc: Value, field: &str| match DidDoc::from_json(&doc) {
+        Err(DidError::TooManyEntries { field: f, max: 256 }) => assert_eq!(f, field),
+        other => panic!("{other:?}"),
+    };
+    too_many(
+        json!({"id": "d", "verificationMethod": many_vms}),
+        "verificationMethod",
+    );
+    let (half, rest) = many_vms.split_at(200);
+    too_many(
+        json!({"id": "d", "verificationMethod": half, "publicKey": rest}),
+        "verificationMethod",
+    );
+    let many_keys: Vec<String> = (0..300).map(|i| format!("#k{i}")).collect();
+    too_many(svc(json!({"recipientKeys": many_keys})), "recipientKeys");
+    too_many(
+        json!({"id": "d", "authentication": many_keys}),
+        "authentication",
+    );
+    let many_endpoints: Vec<String> = (0..300).map(|i| format!("http://e{i}")).collect();
+    too_many(
+        svc(json!({"serviceEndpoint": many_endpoints})),
+        "serviceEndpoint",
+    );
+
     // Services DIDComm v1 does not use never make a document unreadable.
     let doc = DidDoc::from_json(&json!({"id": "d", "service": [
         {"type": "LinkedDomains", "serviceEndpoint": {"origins": ["https://x"]}},

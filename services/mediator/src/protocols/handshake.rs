@@ -205,10 +205,11 @@ pub async fn didexchange_request(
         }
         DidKind::Unqualified => {
             let unq = own.unqualified();
+            // ACA-Py checks that a legacy document's id is `did:sov:<did>`: the sov form.
             let attach = sign_attachment(
                 &uuid::Uuid::new_v4().to_string(),
                 Some("application/json"),
-                unq.doc.to_string().as_bytes(),
+                unq.sov_doc.to_string().as_bytes(),
                 invitation_key,
             );
             body.insert("did_doc~attach".into(), to_value(&attach)?);
@@ -310,7 +311,8 @@ pub async fn connections_request(
         [],
     );
     let unq = own.unqualified();
-    let connection = json!({ "DID": unq.did, "DIDDoc": unq.sov_doc });
+    // The legacy DIDDoc exactly as credo writes its own (checked against its traces).
+    let connection = json!({ "DID": unq.did, "DIDDoc": unq.doc });
     let sig = sign_connection(&connection, m.keys().invitation_key());
     debug_assert!(verify_connection_sig(&sig).is_ok());
 
