@@ -9,6 +9,17 @@
 //! Every process is killed when its handle is dropped (also when a test panics), and exits by
 //! itself when its stdin closes (when the test process dies). credo is installed by
 //! `scripts/setup-interop-credo`; [`credo_available`] says so when it is missing.
+//!
+//! credo's habits that tests must live with:
+//! - Invitations from [`CredoAgent::create_invitation`] are single use (a second
+//!   `receive_invitation` of the same URL fails). Multi-use ones make a mediated credo time out on
+//!   its own keylist-update, because it processes one message at a time.
+//! - A mediated agent's `create_invitation` sends keylist-update and waits up to 15 s for
+//!   keylist-update-response before it answers, so the invitation is routable once returned.
+//! - `Implicit` pickup only receives what the mediator sends directly on the open WebSocket
+//!   (the reference mediator does with `forwarding: "DirectDelivery"`, not by default).
+//! - `CREDO_TRACE=1` logs every plaintext message in and out (stderr); `CREDO_LOG_LEVEL=debug`
+//!   turns up credo's own logging.
 
 use std::{
     collections::VecDeque,

@@ -50,6 +50,9 @@ async fn main() -> anyhow::Result<()> {
         "For ACA-Py (--mediator-invitation; it accepts exactly one service):\n{}\n",
         mediator.single_service_invitation().url()
     );
+    tracing::warn!(
+        "storage: in-memory (one instance; connections and queued messages die with it)"
+    );
     mediator::serve(mediator, listener, shutdown_signal()).await?;
     Ok(())
 }
