@@ -21,9 +21,17 @@ pub struct Instance {
 
 impl Instance {
     pub async fn start(max_message_bytes: Option<usize>) -> Self {
+        Self::start_with(max_message_bytes, &[]).await
+    }
+
+    pub async fn start_with(max_message_bytes: Option<usize>, extra: &[(&str, &str)]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut env = vec![
+        let mut env: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        env.extend([
             (
                 "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
                 format!("http://{addr}"),
@@ -32,7 +40,7 @@ impl Instance {
                 "MEDIATOR_PUBLIC_WS_ENDPOINT".to_owned(),
                 format!("ws://{addr}"),
             ),
-        ];
+        ]);
         if let Some(max) = max_message_bytes {
             env.push((
                 "MEDIATOR_LIMITS__MAX_MESSAGE_BYTES".to_owned(),
@@ -104,6 +112,11 @@ pub fn new_id() -> String {
 impl Client {
     /// Runs DID Exchange 1.1 with a did:peer:2 against the instance's invitation and completes it.
     pub async fn connect(i: &Instance) -> Self {
+        Self::connect_with_endpoint(i, "didcomm:transport/queue").await
+    }
+
+    /// Like [`Client::connect`], advertising `endpoint` as the client's own endpoint.
+    pub async fn connect_with_endpoint(i: &Instance, endpoint: &str) -> Self {
         let inv: Value = reqwest::get(format!("{}/invitation", i.base))
             .await
             .unwrap()
@@ -113,7 +126,7 @@ impl Client {
         let invitation_key =
             VerKey::parse(inv["services"][0]["recipientKeys"][0].as_str().unwrap()).unwrap();
         let key = KeyPair::generate().unwrap();
-        let did = OwnDid::new(*key.verkey(), ["didcomm:transport/queue"], []).peer2();
+        let did = OwnDid::new(*key.verkey(), [endpoint], []).peer2();
         let request_id = new_id();
         let request = json!({
             "@type": "https://didcomm.org/didexchange/1.1/request",
@@ -176,6 +189,26 @@ impl Client {
         })
         .unwrap();
         Some(serde_json::from_slice(&out.message).unwrap())
+    }
+
+    /// Packs a message for the mediator, authcrypted from this client.
+    pub fn pack(&self, msg: &Value) -> Vec<u8> {
+        pack(
+            &serde_json::to_vec(msg).unwrap(),
+            &[self.mediator_key],
+            Some(&self.key),
+            ContentEnc::C20P,
+        )
+        .unwrap()
+    }
+
+    /// Opens an envelope addressed to this client.
+    pub fn open(&self, bytes: &[u8]) -> Value {
+        let out = unpack(bytes, |kid| {
+            (kid == self.key.verkey_base58()).then_some(&self.key)
+        })
+        .unwrap();
+        serde_json::from_slice(&out.message).unwrap()
     }
 
     pub async fn post_raw(&self, msg: &Value) -> (u16, Vec<u8>) {
