@@ -251,3 +251,29 @@ async fn keylist_query_pages() {
     assert_eq!(page["pagination"]["remaining"], 2);
     i.stop().await;
 }
+
+#[tokio::test]
+async fn mediation_can_be_configured_to_deny_and_keys_then_are_refused() {
+    let i = Instance::start_with(None, &[("MEDIATOR_MEDIATION__GRANT", "false")]).await;
+    let client = Client::connect(&i).await;
+    let deny = client.mediate().await;
+    assert_eq!(
+        deny["@type"], "https://didcomm.org/coordinate-mediation/1.0/mediate-deny",
+        "{deny}"
+    );
+    let key = KeyPair::generate().unwrap();
+    let report = client.add_keys(&[key.verkey_base58()]).await;
+    assert_eq!(
+        report["@type"], "https://didcomm.org/notification/1.0/problem-report",
+        "{report}"
+    );
+    assert!(i
+        .mediator
+        .stores()
+        .mediation
+        .connection_for_key(key.verkey())
+        .await
+        .unwrap()
+        .is_none());
+    i.stop().await;
+}
