@@ -9,7 +9,7 @@
 
 use didcomm_did::{
     resolve, resolve_attached, sign_attachment, sign_connection, verify_attachment,
-    verify_connection_sig, DidCommService, DidDoc, OwnDid,
+    verify_connection_sig, DidCommService, DidDoc, DidError, OwnDid,
 };
 use didcomm_envelope::KeyPair;
 use didcomm_message::{Attachment, Message, ProblemReport, Thread, WhoRetries};
@@ -125,20 +125,8 @@ pub async fn didexchange_request(
         }),
         None => resolve(&req.did, None),
     };
-    let doc = match resolved {
-        Ok(doc) => doc,
-        Err(e) => {
-            return handshake_problem(
-                m,
-                inbound,
-                None,
-                "request_not_accepted",
-                format!("their DID: {e}"),
-            )
-        }
-    };
-    let service = match first_service(&doc) {
-        Ok(s) => s,
+    let (doc, service) = match usable(resolved) {
+        Ok(found) => found,
         Err(text) => return handshake_problem(m, inbound, None, "request_not_accepted", text),
     };
     if let Some(sender) = inbound.sender {
@@ -160,19 +148,7 @@ pub async fn didexchange_request(
     }
 
     // A repeated request (same thread) gets the same connection and the same answer.
-    let existing = m.stores().connections.find_by_thread(&thid).await?;
-    let id = existing
-        .as_ref()
-        .map_or_else(ConnectionId::generate, |c| c.id.clone());
-    let my_key = connection_key(m, &id)?;
-    let own = OwnDid::new(
-        *my_key.verkey(),
-        [
-            m.config().public_http_endpoint.clone(),
-            m.config().public_ws_endpoint.clone(),
-        ],
-        [],
-    );
+    let (existing, id, my_key, own) = prepare(m, &thid).await?;
     let minor = msg.ty.minor();
     let mut body = serde_json::Map::new();
     let invitation_key = m.keys().invitation_key();
@@ -280,36 +256,15 @@ pub async fn connections_request(
     let msg = &inbound.msg;
     let req: ConnectionsRequest = msg.decode()?;
     let thid = msg.thread_id().to_owned();
-    let doc = match resolve(&req.connection.did, req.connection.did_doc.as_ref()) {
-        Ok(doc) => doc,
-        Err(e) => {
-            return handshake_problem(
-                m,
-                inbound,
-                None,
-                "request_not_accepted",
-                format!("their DID: {e}"),
-            )
-        }
-    };
-    let service = match first_service(&doc) {
-        Ok(s) => s,
+    let (_doc, service) = match usable(resolve(
+        &req.connection.did,
+        req.connection.did_doc.as_ref(),
+    )) {
+        Ok(found) => found,
         Err(text) => return handshake_problem(m, inbound, None, "request_not_accepted", text),
     };
 
-    let existing = m.stores().connections.find_by_thread(&thid).await?;
-    let id = existing
-        .as_ref()
-        .map_or_else(ConnectionId::generate, |c| c.id.clone());
-    let my_key = connection_key(m, &id)?;
-    let own = OwnDid::new(
-        *my_key.verkey(),
-        [
-            m.config().public_http_endpoint.clone(),
-            m.config().public_ws_endpoint.clone(),
-        ],
-        [],
-    );
+    let (existing, id, my_key, own) = prepare(m, &thid).await?;
     let unq = own.unqualified();
     // The legacy DIDDoc exactly as credo writes its own (checked against its traces).
     let connection = json!({ "DID": unq.did, "DIDDoc": unq.doc });
@@ -372,6 +327,35 @@ pub async fn reuse(m: &Mediator, inbound: &Inbound<'_>) -> Result<Vec<Outgoing>,
         msg,
         to: reply_recipient(m, inbound)?,
     }])
+}
+
+/// A resolved document and its preferred DIDComm service, or why there is none.
+fn usable(resolved: Result<DidDoc, DidError>) -> Result<(DidDoc, DidCommService), String> {
+    let doc = resolved.map_err(|e| format!("their DID: {e}"))?;
+    let service = first_service(&doc)?;
+    Ok((doc, service))
+}
+
+/// The connection a request makes: the existing one for a repeated request (same thread), else
+/// a new id; its derived key; and our DID material for it.
+async fn prepare(
+    m: &Mediator,
+    thid: &str,
+) -> Result<(Option<ConnectionRecord>, ConnectionId, KeyPair, OwnDid), InboundError> {
+    let existing = m.stores().connections.find_by_thread(thid).await?;
+    let id = existing
+        .as_ref()
+        .map_or_else(ConnectionId::generate, |c| c.id.clone());
+    let my_key = connection_key(m, &id)?;
+    let own = OwnDid::new(
+        *my_key.verkey(),
+        [
+            m.config().public_http_endpoint.clone(),
+            m.config().public_ws_endpoint.clone(),
+        ],
+        [],
+    );
+    Ok((existing, id, my_key, own))
 }
 
 fn connection_key(m: &Mediator, id: &ConnectionId) -> Result<KeyPair, InboundError> {
