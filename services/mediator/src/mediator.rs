@@ -527,7 +527,7 @@ fn is_forward(ty: &str) -> bool {
 }
 
 /// Endpoints we can POST to (not `didcomm:transport/queue`, not WebSocket-only ones).
-fn is_deliverable(endpoint: &str) -> bool {
+pub(crate) fn is_deliverable(endpoint: &str) -> bool {
     endpoint.starts_with("http://") || endpoint.starts_with("https://")
 }
 

@@ -296,6 +296,18 @@ impl DidDoc {
             .iter()
             .map(|r| self.resolve_key(&service.id, r, forms, None))
             .collect::<Result<Vec<_>, _>>()?;
+        self.finish_service(service, recipient_keys, forms, external)
+    }
+
+    /// Resolves a service's routing keys and assembles it, once its recipient keys are known
+    /// (shared by the v1 and v2 service forms).
+    fn finish_service(
+        &self,
+        service: &Service,
+        recipient_keys: Vec<VerKey>,
+        forms: &Forms,
+        external: &mut ExternalDocs,
+    ) -> Result<DidCommService, DidError> {
         if recipient_keys.is_empty() {
             return Err(DidError::NoRecipientKeys {
                 service: service.id.clone(),
@@ -339,24 +351,7 @@ impl DidDoc {
                 recipient_keys.push(self.resolve_key(&service.id, r, forms, None)?);
             }
         }
-        if recipient_keys.is_empty() {
-            return Err(DidError::NoRecipientKeys {
-                service: service.id.clone(),
-            });
-        }
-        let routing_keys = service
-            .routing_keys
-            .iter()
-            .map(|r| self.resolve_key(&service.id, r, forms, Some(&mut *external)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(DidCommService {
-            id: service.id.clone(),
-            recipient_keys,
-            routing_keys,
-            endpoint: service.endpoint.clone(),
-            priority: service.priority,
-            accept: service.accept.clone(),
-        })
+        self.finish_service(service, recipient_keys, forms, external)
     }
 
     /// Resolves a recipient or routing key as written in a service: a did:key (URL), a

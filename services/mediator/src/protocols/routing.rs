@@ -10,7 +10,10 @@ use didcomm_envelope::VerKey;
 use serde_json::value::RawValue;
 use tracing::debug;
 
-use crate::{error::InboundError, mediator::Mediator};
+use crate::{
+    error::InboundError,
+    mediator::{is_deliverable, Mediator},
+};
 
 /// Handles one Forward.
 // Hot path: one call per Forward (key lookup, one enqueue, optional delivery spawn).
@@ -31,10 +34,7 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
 
     // Clients with their own endpoint do not pick up: push to them.
     if let Some(record) = stores.connections.get(&connection).await? {
-        if let Some(endpoint) = record
-            .their_endpoint
-            .filter(|e| e.starts_with("http://") || e.starts_with("https://"))
-        {
+        if let Some(endpoint) = record.their_endpoint.filter(|e| is_deliverable(e)) {
             m.spawn_delivery(endpoint, payload, Some((connection, id)));
         }
     }
