@@ -43,6 +43,50 @@ pub struct Config {
     pub mediation: MediationConfig,
     /// Outbound delivery to clients with their own endpoint.
     pub delivery: DeliveryConfig,
+    /// Pickup and forwarding behaviour.
+    pub pickup: PickupConfig,
+    /// WebSocket sessions.
+    pub websocket: WebSocketConfig,
+}
+
+/// What happens to a Forward once it is queued (credo-ts pull request 1638's
+/// `messageForwardingStrategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardingStrategy {
+    /// Queue only: delivered when the client asks (Pickup) or when delivery of queued messages is
+    /// triggered ([`crate::Mediator::deliver_queued`]).
+    QueueOnly,
+    /// Queue, then send a Pickup 2.0 `delivery` on the connection's live session, if it has one.
+    QueueAndLive,
+    /// Queue, then send the encrypted message itself on an open return-route session of the
+    /// connection (implicit mode); removed once the socket confirmed it. A socket that opens
+    /// with return route `all` is sent the connection's queued messages the same way.
+    Direct,
+}
+
+/// Pickup and forwarding behaviour.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PickupConfig {
+    /// What happens to a Forward once it is queued.
+    pub forwarding: ForwardingStrategy,
+    /// Most messages one `delivery` (or Pickup 1.0 `batch`) carries, whatever the client asks.
+    pub max_batch: usize,
+}
+
+/// WebSocket sessions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSocketConfig {
+    /// Interval of keepalive pings, ms.
+    pub ping_interval_ms: u64,
+    /// A session whose peer sent nothing (not even a pong) for this long after a ping is dead
+    /// and closed, ms.
+    pub pong_timeout_ms: u64,
+    /// Frames that may wait for a slow client before its session is closed.
+    pub outbound_buffer: usize,
+    /// How long a directly delivered message waits for the socket's confirmation (pong) before
+    /// it is left in the queue for a later pickup, ms.
+    pub confirm_timeout_ms: u64,
 }
 
 /// Size limits.
@@ -162,6 +206,16 @@ impl Config {
                 )));
             }
         }
+        if self.pickup.max_batch == 0 {
+            return Err(ConfigError::Invalid(
+                "pickup.max_batch must be at least 1".into(),
+            ));
+        }
+        if self.websocket.ping_interval_ms == 0 || self.websocket.outbound_buffer == 0 {
+            return Err(ConfigError::Invalid(
+                "websocket.ping_interval_ms and websocket.outbound_buffer must be positive".into(),
+            ));
+        }
         if self.limits.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "limits.max_message_bytes must be at least 1024".into(),
@@ -189,6 +243,20 @@ mod tests {
         assert_eq!(c.limits.max_message_bytes, 1024 * 1024);
         assert!(c.mediation.grant);
         assert!(c.master_secret.is_empty());
+        assert_eq!(c.pickup.forwarding, ForwardingStrategy::QueueAndLive);
+    }
+
+    #[test]
+    fn forwarding_strategy_is_chosen_by_name() {
+        for (name, want) in [
+            ("queue-only", ForwardingStrategy::QueueOnly),
+            ("queue-and-live", ForwardingStrategy::QueueAndLive),
+            ("direct", ForwardingStrategy::Direct),
+        ] {
+            let c = Config::load(None, env(&[("MEDIATOR_PICKUP__FORWARDING", name)])).unwrap();
+            assert_eq!(c.pickup.forwarding, want);
+        }
+        assert!(Config::load(None, env(&[("MEDIATOR_PICKUP__FORWARDING", "live")])).is_err());
     }
 
     #[test]

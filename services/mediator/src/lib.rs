@@ -6,6 +6,7 @@
 //! protocol handlers live in [`protocols`].
 
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod invitation;
 pub mod keyring;
@@ -13,6 +14,7 @@ pub mod mediator;
 pub mod protocols;
 pub mod server;
 pub mod sessions;
+pub mod stats;
 
 use std::{future::Future, sync::Arc};
 

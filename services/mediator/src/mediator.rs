@@ -3,26 +3,31 @@
 //! client's own endpoint, or its pickup queue).
 
 use std::{
+    collections::HashMap,
     ops::Deref,
-    sync::{atomic::AtomicU64, Arc},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
 use didcomm_envelope::{pack, ContentEnc, Envelope, KeyPair, VerKey};
 use didcomm_message::{DocUri, Message, MessageType, ProblemReport, ReturnRoute, WhoRetries};
-use mediator_store::{ConnectionId, ConnectionRecord, ConnectionState, Stores};
+use mediator_store::{ConnectionId, ConnectionRecord, ConnectionState, MessageId, Stores};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::Config,
+    config::{Config, ForwardingStrategy},
     error::InboundError,
     invitation::{Handshakes, Invitation},
     keyring::KeyRing,
     protocols,
     sessions::{SessionHandle, Sessions},
+    stats::Stats,
 };
 
 /// The transport a message arrived on.
@@ -133,6 +138,12 @@ pub struct Inner {
     http: reqwest::Client,
     /// Source of WebSocket session ids.
     pub(crate) next_session_id: AtomicU64,
+    /// False while draining: WebSocket upgrades are refused.
+    accepting_websockets: AtomicBool,
+    /// Pickup 1.0 has no acknowledgement: the ids of the last `batch` sent to each connection,
+    /// removed when that connection asks again (its next request says it got the batch).
+    pub(crate) v1_unacknowledged: Mutex<HashMap<ConnectionId, Vec<MessageId>>>,
+    stats: Stats,
 }
 
 impl Deref for Mediator {
@@ -209,6 +220,9 @@ impl Mediator {
             sessions: Sessions::default(),
             http,
             next_session_id: AtomicU64::new(1),
+            accepting_websockets: AtomicBool::new(true),
+            v1_unacknowledged: Mutex::default(),
+            stats: Stats::default(),
         })))
     }
 
@@ -230,6 +244,23 @@ impl Mediator {
     /// The WebSocket sessions of this instance.
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    /// Delivery counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether WebSocket upgrades are accepted (false while draining).
+    pub fn accepts_websockets(&self) -> bool {
+        self.accepting_websockets.load(Ordering::Relaxed)
+    }
+
+    /// Accept WebSocket upgrades (true) or refuse them with 503 (false: draining, so clients
+    /// reconnect elsewhere). Open sessions are not touched; close them with
+    /// [`Sessions::close_connection`].
+    pub fn set_websocket_admission(&self, accept: bool) {
+        self.accepting_websockets.store(accept, Ordering::Relaxed);
     }
 
     /// The invitation (`connections_only`: the Connections 1.0 variant).
@@ -300,7 +331,12 @@ impl Mediator {
         if let Target::Connection(conn) = &target {
             span.record("mediator.connection_id", tracing::field::display(&conn.id));
             if let (Via::WebSocket(session), ReturnRoute::All) = (via, msg.return_route()) {
-                self.sessions.register(conn.id.as_str(), session);
+                let new = self.sessions.register(&conn.id, session);
+                if new && self.config.pickup.forwarding == ForwardingStrategy::Direct {
+                    // Implicit pickup: the socket gets what was queued before it opened.
+                    let (this, conn_id, session) = (self.clone(), conn.id.clone(), session.clone());
+                    tokio::spawn(async move { this.flush_implicit(&conn_id, &session).await });
+                }
             }
         }
         let _entered = span.enter();
@@ -425,7 +461,7 @@ impl Mediator {
     pub async fn send(&self, out: Outgoing) -> Result<(), InboundError> {
         let direct = self.pack_direct(&out)?;
         if let Some(conn) = &out.to.connection {
-            if let Some(session) = self.sessions.latest(conn.as_str()) {
+            if let Some(session) = self.sessions.latest(conn) {
                 if session.send(direct.clone()).await {
                     return Ok(());
                 }

@@ -1,7 +1,7 @@
 //! The one listener: HTTP POST of envelopes and WebSocket upgrades on `/`, the invitation on
 //! `/invitation` (JSON, URL, SVG QR code). Errors become HTTP statuses here and only here.
 
-use std::sync::atomic::Ordering;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use axum::{
     body::Bytes,
@@ -22,7 +22,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::{
     error::InboundError,
     mediator::{Mediator, Via},
-    sessions::SessionHandle,
+    sessions::{Outbound, SessionHandle},
 };
 
 /// Content types of DIDComm v1 envelopes (RFC 0025); JSON and none are accepted too, as some
@@ -103,33 +103,54 @@ async fn websocket(
         )
             .into_response();
     };
+    if !mediator.accepts_websockets() {
+        // Draining: clients retry, ideally on another replica.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "not accepting WebSocket sessions now\n",
+        )
+            .into_response();
+    }
     let limit = mediator.config().limits.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| serve_socket(mediator, socket))
 }
 
+/// One WebSocket session: this task reads and handles inbound frames; a writer task owns the
+/// sink, sends keepalive pings, and follows confirmed frames with a ping whose pong confirms them.
 async fn serve_socket(mediator: Mediator, socket: WebSocket) {
     let id = mediator.next_session_id.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("websocket", session = id);
     async move {
         debug!("session opened");
-        let (handle, mut outbound) = SessionHandle::new(id, 64);
-        let (mut sink, mut stream) = socket.split();
-        let writer = tokio::spawn(async move {
-            while let Some(frame) = outbound.recv().await {
-                if sink.send(WsMessage::Binary(frame)).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        while let Some(frame) = stream.next().await {
+        let ws_config = mediator.config().websocket.clone();
+        let (handle, outbound) = SessionHandle::new(id, ws_config.outbound_buffer);
+        let (sink, mut stream) = socket.split();
+        let writer = tokio::spawn(
+            write_session(sink, outbound, handle.clone(), ws_config).in_current_span(),
+        );
+        let closing = handle.closing();
+        tokio::pin!(closing);
+        loop {
+            let frame = tokio::select! {
+                frame = stream.next() => frame,
+                () = &mut closing => break,
+            };
+            let Some(frame) = frame else { break };
+            handle.seen();
             let bytes = match frame {
                 Ok(WsMessage::Binary(b)) => b,
                 Ok(WsMessage::Text(t)) => Bytes::from(t),
                 Ok(WsMessage::Close(_)) => break,
-                Ok(_) => continue, // ping/pong are answered by the library
+                Ok(WsMessage::Pong(payload)) => {
+                    if let Ok(seq) = <[u8; 8]>::try_from(&payload[..]) {
+                        handle.pong(u64::from_be_bytes(seq));
+                    }
+                    continue;
+                }
+                Ok(WsMessage::Ping(_)) => continue, // answered by the library
                 Err(err) => {
                     debug!(error = %err, "socket error");
                     break;
@@ -151,6 +172,7 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
                 }
             }
         }
+        handle.close();
         mediator.sessions().unregister(id);
         drop(handle);
         let _ = writer.await;
@@ -158,6 +180,71 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
     }
     .instrument(span)
     .await
+}
+
+/// The writer of one session (see [`serve_socket`]). Ends when the session closes, the socket
+/// fails, or the peer stays silent past the keepalive deadline.
+async fn write_session(
+    mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    mut outbound: tokio::sync::mpsc::Receiver<Outbound>,
+    handle: SessionHandle,
+    config: crate::config::WebSocketConfig,
+) {
+    let interval = Duration::from_millis(config.ping_interval_ms);
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let dead_after = config.ping_interval_ms + config.pong_timeout_ms;
+    let closing = handle.closing();
+    tokio::pin!(closing);
+    let mut ping_seq = 0u64;
+    // A peer that stopped reading fills its TCP window; a write that cannot finish in time means
+    // the peer is as good as dead.
+    let write_timeout = Duration::from_millis(config.pong_timeout_ms.max(1000));
+    let ping = |seq: u64| WsMessage::Ping(Bytes::copy_from_slice(&seq.to_be_bytes()));
+    loop {
+        let result = tokio::select! {
+            frame = outbound.recv() => match frame {
+                Some(Outbound::Data(bytes)) => {
+                    timed(write_timeout, sink.send(WsMessage::Binary(bytes))).await
+                }
+                Some(Outbound::Confirmed(bytes, confirmed)) => {
+                    ping_seq += 1;
+                    handle.await_pong(ping_seq, confirmed);
+                    match timed(write_timeout, sink.send(WsMessage::Binary(bytes))).await {
+                        Ok(()) => timed(write_timeout, sink.send(ping(ping_seq))).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                None => break,
+            },
+            _ = keepalive.tick() => {
+                if handle.silent_for_ms() > dead_after {
+                    info!(silent_ms = handle.silent_for_ms(), "peer silent past the keepalive deadline: closing the session");
+                    break;
+                }
+                ping_seq += 1;
+                timed(write_timeout, sink.send(ping(ping_seq))).await
+            }
+            () = &mut closing => break,
+        };
+        if let Err(err) = result {
+            debug!(error = %err, "socket write failed");
+            break;
+        }
+    }
+    handle.close();
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
+}
+
+async fn timed(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("write did not complete within {limit:?}")),
+    }
 }
 
 #[derive(Deserialize)]

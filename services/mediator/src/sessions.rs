@@ -1,79 +1,391 @@
-//! The WebSocket sessions this instance holds, by connection.
+//! The WebSocket sessions this instance holds, by connection, and which of them are live.
 //!
-//! A session is registered for a connection when a message of that connection arrives on the
-//! socket asking for a return route (`~transport.return_route` = `all`): from then on, messages
-//! for that connection may be written to it. Only this instance knows its sockets; the cluster
-//! issue announces them to other instances.
+//! Two registrations, both dropped when the socket closes:
+//! - a **return-route session**: the socket carried a message of the connection asking for
+//!   `~transport.return_route` = `all`; replies and (with the `direct` strategy) raw messages for
+//!   the connection may be written to it;
+//! - the **live session** (Pickup 2.0 Live Mode): the socket that carried `live-delivery-change`
+//!   with `live_delivery: true`. At most one per connection: a newer one replaces it.
+//!
+//! Opening and closing a live session is announced on an event stream ([`Sessions::subscribe`]),
+//! the pull request 1638 "live session opened / closed" events that the cluster routing builds on.
+//!
+//! Every session remembers the ids of the queued messages it has carried ([`SessionHandle::claim`]):
+//! all delivery paths (live push, delivery-request, "deliver queued messages", direct push)
+//! claim an id before writing it, so no message goes out twice on one session. This module does
+//! no I/O: the server's writer task owns the socket.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
 };
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use didcomm_envelope::{KeyPair, VerKey};
+use didcomm_message::DocUri;
+use mediator_store::{ConnectionId, MessageId};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, info};
 
 /// Identifies one WebSocket session on this instance.
 pub type SessionId = u64;
 
-/// The write side of one WebSocket session: frames queued here are written by its writer task.
+/// What the writer task of a session is asked to write.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A data frame.
+    Data(Bytes),
+    /// A data frame whose receipt must be confirmed: the writer follows it with a ping, and the
+    /// peer's pong (which the peer's WebSocket stack sends only after reading every frame before
+    /// the ping) fires `confirmed`. The only acknowledgement implicit delivery has.
+    Confirmed(Bytes, oneshot::Sender<()>),
+}
+
+/// Why a frame could not be queued for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is gone.
+    Closed,
+    /// The session's outbound buffer is full: the client does not read fast enough. The session
+    /// is closed; what it did not get stays queued for its next session.
+    Full,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    /// Ids of queued messages written (or being written) on this session.
+    claimed: Mutex<HashSet<MessageId>>,
+    /// When the peer last sent anything (unix ms): data, ping or pong.
+    last_seen_ms: AtomicU64,
+    /// Confirmations waiting for the pong of the ping with this sequence number.
+    confirmations: Mutex<VecDeque<(u64, oneshot::Sender<()>)>>,
+    /// Set to true to close the session (mediator side).
+    close: watch::Sender<bool>,
+}
+
+/// One WebSocket session: the write side (frames go to its writer task) and its delivery state.
+/// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     /// This session's id.
     pub id: SessionId,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Outbound>,
+    state: Arc<SessionState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves consistent data (single inserts and
+    // removes): keep going rather than poison every later request.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SessionHandle {
-    /// Creates a handle and the receiver its writer task drains.
-    pub fn new(id: SessionId, depth: usize) -> (Self, mpsc::Receiver<Bytes>) {
+    /// Creates a handle and the receiver its writer task drains (`depth` frames at most wait).
+    pub fn new(id: SessionId, depth: usize) -> (Self, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(depth);
-        (Self { id, tx }, rx)
+        let (close, _) = watch::channel(false);
+        let state = SessionState {
+            claimed: Mutex::new(HashSet::new()),
+            last_seen_ms: AtomicU64::new(mediator_store::unix_ms_now()),
+            confirmations: Mutex::new(VecDeque::new()),
+            close,
+        };
+        (
+            Self {
+                id,
+                tx,
+                state: Arc::new(state),
+            },
+            rx,
+        )
     }
 
-    /// Queues a frame; false when the session is gone.
+    /// Queues a frame, waiting for room; false when the session is gone. For replies to the
+    /// session's own requests (the reader waits, which paces the client).
     pub async fn send(&self, frame: Bytes) -> bool {
+        self.tx.send(Outbound::Data(frame)).await.is_ok()
+    }
+
+    /// Queues any frame, waiting for room; false when the session is gone.
+    pub async fn send_frame(&self, frame: Outbound) -> bool {
         self.tx.send(frame).await.is_ok()
     }
 
-    /// True while the writer task still runs.
-    pub fn is_open(&self) -> bool {
-        !self.tx.is_closed()
-    }
-}
-
-/// Sessions by connection id.
-///
-/// A std Mutex: held only for map operations, never across an await.
-#[derive(Debug, Clone, Default)]
-pub struct Sessions {
-    inner: Arc<Mutex<HashMap<String, Vec<SessionHandle>>>>,
-}
-
-impl Sessions {
-    /// Registers `session` for `connection_id` (once).
-    pub fn register(&self, connection_id: &str, session: &SessionHandle) {
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.entry(connection_id.to_owned()).or_default();
-        list.retain(SessionHandle::is_open);
-        if !list.iter().any(|s| s.id == session.id) {
-            list.push(session.clone());
+    /// Queues a frame without waiting. A full buffer closes the session (see [`SendError::Full`]).
+    pub fn push(&self, frame: Outbound) -> Result<(), SendError> {
+        match self.tx.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                info!(
+                    session = self.id,
+                    "session outbound buffer full: closing it"
+                );
+                self.close();
+                Err(SendError::Full)
+            }
         }
     }
 
-    /// Removes `session` from every connection it served.
-    pub fn unregister(&self, session: SessionId) {
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, list| {
-            list.retain(|s| s.id != session && s.is_open());
-            !list.is_empty()
+    /// True while the writer task still runs and nobody asked to close it.
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed() && !*self.state.close.borrow()
+    }
+
+    /// Asks the session to close (the writer sends a close frame and the reader stops).
+    pub fn close(&self) {
+        self.state.close.send_replace(true);
+    }
+
+    /// Resolves when [`SessionHandle::close`] was called.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.state.close.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// Claims `id` for this session: true the first time, false if it was already written here.
+    pub fn claim(&self, id: &MessageId) -> bool {
+        lock(&self.state.claimed).insert(id.clone())
+    }
+
+    /// True when `id` was claimed on this session.
+    pub fn has_claimed(&self, id: &MessageId) -> bool {
+        lock(&self.state.claimed).contains(id)
+    }
+
+    /// Forgets claims of messages that left the queue (acknowledged), so the set stays small.
+    pub fn release(&self, ids: &[MessageId]) {
+        let mut claimed = lock(&self.state.claimed);
+        for id in ids {
+            claimed.remove(id);
+        }
+    }
+
+    /// The peer sent something now.
+    pub fn seen(&self) {
+        self.state
+            .last_seen_ms
+            .store(mediator_store::unix_ms_now(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the peer last sent anything.
+    pub fn silent_for_ms(&self) -> u64 {
+        mediator_store::unix_ms_now()
+            .saturating_sub(self.state.last_seen_ms.load(Ordering::Relaxed))
+    }
+
+    /// Writer side: `confirmed` fires when the pong of ping number `seq` arrives.
+    pub fn await_pong(&self, seq: u64, confirmed: oneshot::Sender<()>) {
+        lock(&self.state.confirmations).push_back((seq, confirmed));
+    }
+
+    /// Reader side: the pong of ping number `seq` arrived; fires every confirmation up to it.
+    pub fn pong(&self, seq: u64) {
+        let mut pending = lock(&self.state.confirmations);
+        while pending.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((_, confirmed)) = pending.pop_front() {
+                let _ = confirmed.send(());
+            }
+        }
+    }
+}
+
+/// Opened or closed, for [`LiveSessionEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveSessionChange {
+    /// A live session started (live-delivery-change true on a WebSocket).
+    Opened,
+    /// A live session ended (socket closed, live mode turned off, or replaced by a newer one).
+    Closed,
+}
+
+/// A live session opened or closed on this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSessionEvent {
+    /// Opened or closed.
+    pub change: LiveSessionChange,
+    /// The connection whose live session it is.
+    pub connection_id: ConnectionId,
+    /// The session (unique on this instance).
+    pub session_id: SessionId,
+}
+
+/// A connection's live session and what is needed to write deliveries to it without another
+/// store lookup (the hot path of every Forward to a live client).
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    /// The socket.
+    pub session: SessionHandle,
+    /// The client's keys (deliveries are encrypted to them).
+    pub their_keys: Vec<VerKey>,
+    /// Our key on this connection (deliveries are authcrypted from it).
+    pub our_key: KeyPair,
+    /// The doc URI the client used, for the `@type` of deliveries.
+    pub doc_uri: DocUri,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    return_route: HashMap<ConnectionId, Vec<SessionHandle>>,
+    live: HashMap<ConnectionId, LiveSession>,
+}
+
+/// Sessions by connection. Cheap to clone; clones share the registry.
+///
+/// A std Mutex: held only for map operations, never across an await.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    inner: Arc<Mutex<Registry>>,
+    events: broadcast::Sender<LiveSessionEvent>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::default(),
+            events,
+        }
+    }
+}
+
+impl Sessions {
+    /// Live-session opened/closed events from now on. A receiver that falls more than 1024 events
+    /// behind gets `Lagged` and should resynchronise from [`Sessions::live_connections`].
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveSessionEvent> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, change: LiveSessionChange, connection_id: ConnectionId, session_id: u64) {
+        debug!(?change, connection = %connection_id, session = session_id, "live session");
+        // No receiver is fine: nobody listens on a single instance.
+        let _ = self.events.send(LiveSessionEvent {
+            change,
+            connection_id,
+            session_id,
         });
     }
 
-    /// The most recent open session of a connection.
-    pub fn latest(&self, connection_id: &str) -> Option<SessionHandle> {
-        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(connection_id)
+    /// Registers `session` as a return-route session of `connection_id`; true if it was new.
+    pub fn register(&self, connection_id: &ConnectionId, session: &SessionHandle) -> bool {
+        let mut map = lock(&self.inner);
+        let list = map.return_route.entry(connection_id.clone()).or_default();
+        list.retain(SessionHandle::is_open);
+        if list.iter().any(|s| s.id == session.id) {
+            return false;
+        }
+        list.push(session.clone());
+        true
+    }
+
+    /// Makes `live` the live session of `connection_id`, replacing (and announcing the close of)
+    /// any other.
+    pub fn set_live(&self, connection_id: &ConnectionId, live: LiveSession) {
+        let id = live.session.id;
+        let previous = {
+            let mut map = lock(&self.inner);
+            map.live.insert(connection_id.clone(), live)
+        };
+        match previous {
+            Some(p) if p.session.id == id => return, // already live on this session
+            Some(p) => self.announce(
+                LiveSessionChange::Closed,
+                connection_id.clone(),
+                p.session.id,
+            ),
+            None => {}
+        }
+        self.announce(LiveSessionChange::Opened, connection_id.clone(), id);
+    }
+
+    /// Ends the live session of `connection_id` (only if it is `session`, when given).
+    pub fn clear_live(&self, connection_id: &ConnectionId, session: Option<SessionId>) {
+        let removed = {
+            let mut map = lock(&self.inner);
+            match map.live.get(connection_id) {
+                Some(l) if session.is_none_or(|s| s == l.session.id) => {
+                    map.live.remove(connection_id)
+                }
+                _ => None,
+            }
+        };
+        if let Some(l) = removed {
+            self.announce(
+                LiveSessionChange::Closed,
+                connection_id.clone(),
+                l.session.id,
+            );
+        }
+    }
+
+    /// Forgets `session` everywhere (the socket closed); announces the live sessions it ended.
+    pub fn unregister(&self, session: SessionId) {
+        let ended: Vec<ConnectionId> = {
+            let mut map = lock(&self.inner);
+            map.return_route.retain(|_, list| {
+                list.retain(|s| s.id != session && s.is_open());
+                !list.is_empty()
+            });
+            let ended: Vec<ConnectionId> = map
+                .live
+                .iter()
+                .filter(|(_, l)| l.session.id == session)
+                .map(|(c, _)| c.clone())
+                .collect();
+            for c in &ended {
+                map.live.remove(c);
+            }
+            ended
+        };
+        for c in ended {
+            self.announce(LiveSessionChange::Closed, c, session);
+        }
+    }
+
+    /// The live session of a connection, if it is open.
+    pub fn live(&self, connection_id: &ConnectionId) -> Option<LiveSession> {
+        let map = lock(&self.inner);
+        map.live
+            .get(connection_id)
+            .filter(|l| l.session.is_open())
+            .cloned()
+    }
+
+    /// The connections with a live session here, and the session ids.
+    pub fn live_connections(&self) -> Vec<(ConnectionId, SessionId)> {
+        let map = lock(&self.inner);
+        map.live
+            .iter()
+            .map(|(c, l)| (c.clone(), l.session.id))
+            .collect()
+    }
+
+    /// The most recent open return-route session of a connection.
+    pub fn latest(&self, connection_id: &ConnectionId) -> Option<SessionHandle> {
+        let map = lock(&self.inner);
+        map.return_route
+            .get(connection_id)
             .and_then(|list| list.iter().rev().find(|s| s.is_open()).cloned())
+    }
+
+    /// Closes every session of a connection (return-route and live); they unregister as they end.
+    /// Returns how many were asked to close.
+    pub fn close_connection(&self, connection_id: &ConnectionId) -> usize {
+        let map = lock(&self.inner);
+        let mut ids = HashSet::new();
+        for s in map.return_route.get(connection_id).into_iter().flatten() {
+            s.close();
+            ids.insert(s.id);
+        }
+        if let Some(l) = map.live.get(connection_id) {
+            l.session.close();
+            ids.insert(l.session.id);
+        }
+        ids.len()
     }
 }

@@ -24,6 +24,7 @@ pub const SUPPORTED: &[(&str, u16, u16)] = &[
     ("discover-features", 2, 0),
     ("coordinate-mediation", 1, 0),
     ("routing", 1, 0),
+    ("messagepickup", 1, 0),
     ("messagepickup", 2, 0),
     ("notification", 1, 0),
 ];
@@ -65,6 +66,9 @@ async fn on_connection(m: &Mediator, inbound: &Inbound<'_>) -> Result<Vec<Outgoi
         ("messagepickup", 2, "live-delivery-change") => {
             pickup::live_delivery_change(m, inbound).await
         }
+        ("messagepickup", 1, "batch-pickup") => pickup::batch_pickup(m, inbound).await,
+        ("messagepickup", 1, "status-request") => pickup::status_request_v1(m, inbound).await,
+        ("messagepickup", 1, "noop") => pickup::noop(m, inbound).await,
         (_, _, _) if ty.is_problem_report() => {
             info!(report = %serde_json::Value::Object(inbound.msg.body.clone()), "problem report received");
             Ok(Vec::new())

@@ -1,0 +1,283 @@
+//! Putting queued messages on WebSocket sessions: Live Mode deliveries, the "deliver queued
+//! messages" function of credo-ts pull request 1638, and direct (implicit) delivery.
+//!
+//! Nothing here removes a message that its recipient has not acknowledged: a Pickup 2.0 delivery
+//! leaves the queue on `messages-received`; a direct delivery (which has no protocol-level ack)
+//! leaves it when the socket's pong confirms the frame was read. Every path claims a message on
+//! the session before writing it ([`SessionHandle::claim`]), so one session never carries a
+//! message twice.
+
+use std::{io::Write, time::Duration};
+
+use bytes::Bytes;
+use didcomm_envelope::{pack, ContentEnc};
+use didcomm_message::DocUri;
+use mediator_store::{ConnectionId, MessageId, QueuedMessage};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::{
+    error::InboundError,
+    mediator::Mediator,
+    sessions::{LiveSession, Outbound, SessionHandle},
+};
+
+/// One queued message to deliver: its id and its encrypted bytes (JSON).
+pub type Item<'a> = (&'a MessageId, &'a [u8]);
+
+/// Builds the plaintext of a Pickup 2.0 `delivery` around queued messages, without parsing them
+/// (they are valid JSON: they were checked when queued).
+// Hot path: one call per live delivery; one buffer, no intermediate JSON values.
+pub(crate) fn delivery_plaintext(
+    doc_uri: &DocUri,
+    thid: Option<&str>,
+    recipient_key: Option<&str>,
+    items: &[Item<'_>],
+) -> Vec<u8> {
+    let payload: usize = items.iter().map(|(_, p)| p.len() + 80).sum();
+    let mut out = Vec::with_capacity(payload + 200);
+    out.extend_from_slice(b"{\"@type\":\"");
+    out.extend_from_slice(doc_uri.as_str().as_bytes());
+    out.extend_from_slice(b"messagepickup/2.0/delivery\",\"@id\":\"");
+    out.extend_from_slice(
+        uuid::Uuid::new_v4()
+            .hyphenated()
+            .encode_lower(&mut [0; 36])
+            .as_bytes(),
+    );
+    out.push(b'"');
+    if let Some(thid) = thid {
+        out.extend_from_slice(b",\"~thread\":{\"thid\":");
+        json_string(&mut out, thid);
+        out.push(b'}');
+    }
+    if let Some(key) = recipient_key {
+        out.extend_from_slice(b",\"recipient_key\":");
+        json_string(&mut out, key);
+    }
+    out.extend_from_slice(b",\"~attach\":[");
+    for (n, (id, payload)) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"@id\":");
+        json_string(&mut out, id.as_str());
+        out.extend_from_slice(b",\"data\":{\"json\":");
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"}}");
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing a &str as JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+    let _ = out.flush();
+}
+
+impl Mediator {
+    /// Sends `items` to a live session as one Pickup 2.0 `delivery` (not threaded: nobody asked
+    /// for it), skipping those the session already carried. Returns how many went out. Nothing
+    /// is removed: the client's `messages-received` does that.
+    // Hot path: a Forward to a live client ends here.
+    pub(crate) fn deliver_live(
+        &self,
+        connection: &ConnectionId,
+        live: &LiveSession,
+        items: &[Item<'_>],
+    ) -> Result<usize, InboundError> {
+        let fresh: Vec<Item<'_>> = items
+            .iter()
+            .filter(|(id, _)| live.session.claim(id))
+            .copied()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let plaintext = delivery_plaintext(&live.doc_uri, None, None, &fresh);
+        let packed = pack(
+            &plaintext,
+            &live.their_keys,
+            Some(&live.our_key),
+            ContentEnc::C20P,
+        )?;
+        match live.session.push(Outbound::Data(Bytes::from(packed))) {
+            Ok(()) => {
+                self.stats().delivered(fresh.len());
+                debug!(connection = %connection, session = live.session.id, messages = fresh.len(), "live delivery");
+                Ok(fresh.len())
+            }
+            Err(err) => {
+                debug!(connection = %connection, ?err, "live session gone; the messages stay queued");
+                Ok(0)
+            }
+        }
+    }
+
+    /// Delivers a connection's queued messages to its live session on this instance (the pull
+    /// request's "deliver queued messages" API): all of them, or only those of `only` still
+    /// queued. Messages this session already carried are skipped; nothing is removed. Returns how
+    /// many were sent (0 when the connection has no live session here).
+    pub async fn deliver_queued(
+        &self,
+        connection: &ConnectionId,
+        only: Option<&[MessageId]>,
+    ) -> Result<usize, InboundError> {
+        let Some(live) = self.sessions().live(connection) else {
+            return Ok(0);
+        };
+        let queue = &self.stores().queue;
+        let messages: Vec<QueuedMessage> = match only {
+            Some(ids) => {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(m) = queue.get(connection, id).await? {
+                        found.push(m);
+                    }
+                }
+                found
+            }
+            None => queue.take(connection, usize::MAX, None).await?,
+        };
+        let mut sent = 0;
+        for chunk in messages.chunks(self.config().pickup.max_batch) {
+            let items: Vec<Item<'_>> = chunk.iter().map(|m| (&m.id, &m.payload[..])).collect();
+            sent += self.deliver_live(connection, &live, &items)?;
+        }
+        Ok(sent)
+    }
+
+    /// Writes one queued message itself (no pickup wrapper) on `session`, and removes it from the
+    /// queue once the socket confirmed it (pong). With `wait`, waits for room in the session's
+    /// buffer (paced flushes); without, a full buffer closes the session. Returns a receiver that
+    /// says whether it was confirmed and removed, or `None` when it was not sent (already carried
+    /// by this session, or the session is gone).
+    pub(crate) async fn deliver_direct(
+        &self,
+        connection: &ConnectionId,
+        session: &SessionHandle,
+        id: &MessageId,
+        payload: Bytes,
+        wait: bool,
+    ) -> Option<oneshot::Receiver<bool>> {
+        if !session.claim(id) {
+            return None;
+        }
+        let (confirm_tx, confirm_rx) = oneshot::channel();
+        let frame = Outbound::Confirmed(payload, confirm_tx);
+        let queued = if wait {
+            session.send_frame(frame).await
+        } else {
+            session.push(frame).is_ok()
+        };
+        if !queued {
+            return None;
+        }
+        self.stats().delivered(1);
+        let (done_tx, done_rx) = oneshot::channel();
+        let this = self.clone();
+        let (connection, id, session) = (connection.clone(), id.clone(), session.clone());
+        let limit = Duration::from_millis(self.config().websocket.confirm_timeout_ms);
+        tokio::spawn(async move {
+            let removed = match tokio::time::timeout(limit, confirm_rx).await {
+                Ok(Ok(())) => match this
+                    .stores()
+                    .queue
+                    .remove(&connection, std::slice::from_ref(&id))
+                    .await
+                {
+                    Ok(_) => {
+                        this.stats().acknowledged(1);
+                        session.release(std::slice::from_ref(&id));
+                        true
+                    }
+                    Err(err) => {
+                        warn!(error = %err, message = %id, "confirmed direct delivery could not be removed from the queue; it may be delivered again");
+                        false
+                    }
+                },
+                _ => {
+                    debug!(message = %id, "direct delivery not confirmed; it stays queued");
+                    false
+                }
+            };
+            let _ = done_tx.send(removed);
+        });
+        Some(done_rx)
+    }
+
+    /// Implicit pickup: sends the connection's queued messages, oldest first, on a session that
+    /// just opened with return route `all`, each removed once confirmed. Stops when the queue is
+    /// drained of what this session has not carried, or when a batch goes unconfirmed.
+    pub(crate) async fn flush_implicit(&self, connection: &ConnectionId, session: &SessionHandle) {
+        let batch = self.config().pickup.max_batch;
+        let mut total = 0usize;
+        loop {
+            let messages = match self.stores().queue.take(connection, batch * 2, None).await {
+                Ok(m) => m,
+                Err(err) => {
+                    warn!(error = %err, connection = %connection, "implicit pickup: queue unavailable");
+                    return;
+                }
+            };
+            let mut pending = Vec::new();
+            for m in messages
+                .into_iter()
+                .filter(|m| !session.has_claimed(&m.id))
+                .take(batch)
+            {
+                match self
+                    .deliver_direct(connection, session, &m.id, m.payload, true)
+                    .await
+                {
+                    Some(done) => pending.push(done),
+                    None => return,
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            for done in pending {
+                if !matches!(done.await, Ok(true)) {
+                    info!(connection = %connection, "implicit pickup: a message was not confirmed; the rest waits for the next session");
+                    return;
+                }
+                total += 1;
+            }
+        }
+        if total > 0 {
+            info!(connection = %connection, messages = total, "implicit pickup: queued messages delivered on the socket");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn delivery_plaintext_is_the_json_a_client_expects() {
+        let (a, b) = (MessageId::from("a\"1"), MessageId::from("b"));
+        let items: Vec<Item<'_>> = vec![(&a, br#"{"protected":"x"}"#), (&b, b"{}")];
+        let text = delivery_plaintext(&DocUri::DidcommOrg, Some("t\\h"), Some("key"), &items);
+        let v: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["@type"], "https://didcomm.org/messagepickup/2.0/delivery");
+        assert_eq!(v["@id"].as_str().unwrap().len(), 36);
+        assert_eq!(v["~thread"]["thid"], "t\\h");
+        assert_eq!(v["recipient_key"], "key");
+        assert_eq!(v["~attach"][0]["@id"], "a\"1");
+        assert_eq!(v["~attach"][0]["data"]["json"]["protected"], "x");
+        assert_eq!(v["~attach"][1]["@id"], "b");
+        let live = delivery_plaintext(&DocUri::DidSov, None, None, &items[1..]);
+        let v: Value = serde_json::from_slice(&live).unwrap();
+        assert!(v.get("~thread").is_none());
+        assert_eq!(
+            v["@type"],
+            "did:sov:BzCbsNYhMrjHiqZDTUASHg;spec/messagepickup/2.0/delivery"
+        );
+    }
+}
