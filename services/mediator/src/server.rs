@@ -173,6 +173,7 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
             }
         }
         handle.close();
+        handle.drop_confirmations();
         mediator.sessions().unregister(id);
         drop(handle);
         let _ = writer.await;

@@ -184,6 +184,11 @@ impl SessionHandle {
         lock(&self.state.confirmations).push_back((seq, confirmed));
     }
 
+    /// The session ended: pending confirmations will never come (their waiters see a drop).
+    pub fn drop_confirmations(&self) {
+        lock(&self.state.confirmations).clear();
+    }
+
     /// Reader side: the pong of ping number `seq` arrived; fires every confirmation up to it.
     pub fn pong(&self, seq: u64) {
         let mut pending = lock(&self.state.confirmations);

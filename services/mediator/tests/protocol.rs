@@ -179,9 +179,18 @@ async fn trust_ping_discover_features_and_unknown_types() {
         .call(&Client::msg("discover-features/2.0/queries", json!({"queries": [{"feature-type": "protocol", "match": "https://didcomm.org/messagepickup/*"}]})))
         .await
         .unwrap();
+    let disclosed: Vec<&str> = q["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        q["disclosures"][0]["id"],
-        "https://didcomm.org/messagepickup/2.0"
+        disclosed,
+        [
+            "https://didcomm.org/messagepickup/1.0",
+            "https://didcomm.org/messagepickup/2.0"
+        ]
     );
     let q1 = client
         .call(&Client::msg(

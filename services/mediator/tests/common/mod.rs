@@ -285,3 +285,72 @@ pub fn forward_for(routing_key: &VerKey, recipient: &VerKey, inner: &[u8]) -> (V
         inner_json,
     )
 }
+
+/// A WebSocket to the instance, used by one [`Client`].
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to the instance.
+pub async fn open_ws(i: &Instance) -> Ws {
+    let url = i.base.replacen("http://", "ws://", 1);
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// The next data frame (pings are answered by the library while reading), within 10 s.
+pub async fn next_frame(ws: &mut Ws) -> Vec<u8> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .unwrap();
+        match frame {
+            WsMessage::Binary(b) => return b.to_vec(),
+            WsMessage::Text(t) => return t.as_bytes().to_vec(),
+            WsMessage::Close(c) => panic!("socket closed by the mediator: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+impl Client {
+    /// Sends `msg` on `ws`, authcrypted from this client.
+    pub async fn ws_send(&self, ws: &mut Ws, msg: &Value) {
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+            self.pack(msg).into(),
+        ))
+        .await
+        .unwrap();
+    }
+
+    /// The next message on `ws`, opened.
+    pub async fn ws_next(&self, ws: &mut Ws) -> Value {
+        let frame = next_frame(ws).await;
+        self.open(&frame)
+    }
+
+    /// Mediation, one fresh recipient key registered; returns (routing key, recipient key pair,
+    /// the connection id on the mediator).
+    pub async fn mediated_key(
+        &self,
+        i: &Instance,
+    ) -> (VerKey, KeyPair, mediator_store::ConnectionId) {
+        let grant = self.mediate().await;
+        let routing = VerKey::parse(grant["routing_keys"][0].as_str().unwrap()).unwrap();
+        let recipient = KeyPair::generate().unwrap();
+        let r = self.add_keys(&[&recipient.verkey().to_did_key()]).await;
+        assert_eq!(r["updated"][0]["result"], "success", "{r}");
+        let conn = i
+            .mediator
+            .stores()
+            .mediation
+            .connection_for_key(recipient.verkey())
+            .await
+            .unwrap()
+            .expect("the key routes to a connection");
+        (routing, recipient, conn)
+    }
+}
