@@ -34,6 +34,9 @@ pub enum InboundError {
     /// A Forward whose body is malformed.
     #[error("forward is malformed: {0}")]
     BadForward(String),
+    /// A field of a message has a value that cannot be used (a recipient key that is no key).
+    #[error("invalid field: {0}")]
+    BadField(String),
     /// The message needs a connection and there is none.
     #[error("{0} requires an established connection")]
     NoConnection(String),
@@ -50,7 +53,9 @@ impl InboundError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Envelope(_) | Self::Message(_) | Self::BadForward(_) => StatusCode::BAD_REQUEST,
+            Self::Envelope(_) | Self::Message(_) | Self::BadForward(_) | Self::BadField(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UnknownRecipient(_) | Self::NotFromConnection { .. } | Self::NoConnection(_) => {
                 StatusCode::FORBIDDEN
             }
@@ -70,6 +75,7 @@ impl InboundError {
             Self::Message(_) => "bad_message",
             Self::UnknownForwardRecipient(_) => "unknown_forward_recipient",
             Self::BadForward(_) => "bad_forward",
+            Self::BadField(_) => "bad_field",
             Self::NoConnection(_) => "no_connection",
             Self::Store(_) => "storage_unavailable",
             Self::Internal(_) => "internal",

@@ -397,7 +397,7 @@ impl Mediator {
         };
         let (code, who) = match err {
             InboundError::Store(_) | InboundError::Internal(_) => return None,
-            InboundError::Message(_) | InboundError::BadForward(_) => {
+            InboundError::Message(_) | InboundError::BadForward(_) | InboundError::BadField(_) => {
                 ("message-parse-failure", WhoRetries::You)
             }
             _ => ("request-not-accepted", WhoRetries::None),

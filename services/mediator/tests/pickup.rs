@@ -128,7 +128,21 @@ async fn status_has_every_field_and_the_recipient_key_filter() {
     assert!(all["longest_waited_seconds"].as_u64().is_some(), "{all}");
     let oldest = all["oldest_received_time"].as_str().unwrap();
     let newest = all["newest_received_time"].as_str().unwrap();
-    assert!(oldest <= newest, "{oldest} > {newest}");
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{t} is not an ISO 8601 time: {e}"))
+    };
+    assert!(parse(oldest) <= parse(newest), "{oldest} > {newest}");
+    let age = time::OffsetDateTime::now_utc() - parse(oldest);
+    assert!(
+        age >= time::Duration::ZERO && age < time::Duration::minutes(1),
+        "oldest_received_time {oldest} is not the time of the first Forward"
+    );
+    assert_eq!(
+        all["total_bytes"].as_u64().unwrap(),
+        bytes(&a1) + bytes(&b1) + bytes(&a2),
+        "total_bytes is the sum of the queued messages' sizes"
+    );
     assert!(all.get("recipient_key").is_none());
 
     // With a key: only that key's messages, and the key echoed as sent (did:key here).
@@ -143,7 +157,6 @@ async fn status_has_every_field_and_the_recipient_key_filter() {
         only_a["total_bytes"].as_u64().unwrap() + only_b["total_bytes"].as_u64().unwrap(),
         all["total_bytes"].as_u64().unwrap()
     );
-    let _ = (a1, b1, a2, bytes);
     i.stop().await;
 }
 

@@ -68,7 +68,7 @@ fn handshake_problem(
 ) -> Result<Vec<Outgoing>, InboundError> {
     warn!(code, %text, "handshake refused");
     let Some(service) = service else {
-        return Err(InboundError::BadForward(text));
+        return Err(InboundError::BadField(text));
     };
     let msg = ProblemReport::new(code)
         .with_text(text)

@@ -14,7 +14,7 @@ use didcomm_message::{Attachment, ProblemReport, WhoRetries};
 use mediator_store::{MessageId, QueueStatus};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::basic::reply_recipient as recipient;
 use crate::{
@@ -27,15 +27,20 @@ const PROTOCOL: &str = "messagepickup";
 const VERSION: (u16, u16) = (2, 0);
 const VERSION_1: (u16, u16) = (1, 0);
 
+/// Milliseconds since 1970 as an ISO 8601 UTC time with milliseconds, the form credo-ts writes
+/// (`2026-11-22T09:32:48.721Z`): fixed width, so the texts also sort as the times do.
 fn iso(ms: u64) -> Option<String> {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .and_then(|t| t.format(FORMAT).ok())
 }
 
 fn parse_key(text: Option<&str>) -> Result<Option<VerKey>, InboundError> {
     text.map(|t| {
-        VerKey::parse(t).map_err(|e| InboundError::BadForward(format!("recipient_key: {e}")))
+        VerKey::parse(t).map_err(|e| InboundError::BadField(format!("recipient_key: {e}")))
     })
     .transpose()
 }
