@@ -59,7 +59,12 @@ fn benches(c: &mut Criterion) {
     // Empties the queue between measured batches (not measured), so it does not grow forever.
     let drain = |m: &Mediator| {
         rt.block_on(async {
-            let queued = m.stores().queue.take(&conn, usize::MAX, None).await.unwrap();
+            let queued = m
+                .stores()
+                .queue
+                .take(&conn, usize::MAX, None)
+                .await
+                .unwrap();
             let ids: Vec<_> = queued.into_iter().map(|q| q.id).collect();
             m.stores().queue.remove(&conn, &ids).await.unwrap();
         })

@@ -72,6 +72,9 @@ pub struct PickupConfig {
     pub forwarding: ForwardingStrategy,
     /// Most messages one `delivery` (or Pickup 1.0 `batch`) carries, whatever the client asks.
     pub max_batch: usize,
+    /// A delivered message that is not acknowledged within this time is delivered again, ms.
+    /// Until then it is in flight: not handed out again, not counted as waiting in `status`.
+    pub redelivery_after_ms: u64,
 }
 
 /// WebSocket sessions.

@@ -89,7 +89,7 @@ impl Mediator {
     ) -> Result<usize, InboundError> {
         let fresh: Vec<Item<'_>> = items
             .iter()
-            .filter(|(id, _)| live.session.claim(id))
+            .filter(|(id, _)| live.session.claim(connection, id))
             .copied()
             .collect();
         if fresh.is_empty() {
@@ -138,7 +138,13 @@ impl Mediator {
                 }
                 found
             }
-            None => queue.take(connection, usize::MAX, None).await?,
+            None => {
+                let lease = self.config().pickup.redelivery_after_ms;
+                let leased = queue.lease(connection, usize::MAX, None, lease).await?;
+                self.stats()
+                    .redelivered(leased.iter().filter(|q| q.deliveries > 1).count());
+                leased
+            }
         };
         let mut sent = 0;
         for chunk in messages.chunks(self.config().pickup.max_batch) {
@@ -161,7 +167,7 @@ impl Mediator {
         payload: Bytes,
         wait: bool,
     ) -> Option<oneshot::Receiver<bool>> {
-        if !session.claim(id) {
+        if !session.claim(connection, id) {
             return None;
         }
         let (confirm_tx, confirm_rx) = oneshot::channel();
@@ -207,36 +213,41 @@ impl Mediator {
         Some(done_rx)
     }
 
-    /// Implicit pickup: sends the connection's queued messages, oldest first, on a session that
-    /// just opened with return route `all`, each removed once confirmed. Stops when the queue is
-    /// drained of what this session has not carried, or when a batch goes unconfirmed.
+    /// Implicit pickup: sends the connection's waiting messages, oldest first, on a session that
+    /// just opened with return route `all`, each removed once confirmed. Stops when none waits,
+    /// or when a message goes unconfirmed (the session is failing).
     pub(crate) async fn flush_implicit(&self, connection: &ConnectionId, session: &SessionHandle) {
         let batch = self.config().pickup.max_batch;
         let mut total = 0usize;
+        let lease = self.config().pickup.redelivery_after_ms;
         loop {
-            let messages = match self.stores().queue.take(connection, batch * 2, None).await {
+            let messages = match self
+                .stores()
+                .queue
+                .lease(connection, batch, None, lease)
+                .await
+            {
                 Ok(m) => m,
                 Err(err) => {
                     warn!(error = %err, connection = %connection, "implicit pickup: queue unavailable");
                     return;
                 }
             };
+            if messages.is_empty() {
+                break;
+            }
+            self.stats()
+                .redelivered(messages.iter().filter(|q| q.deliveries > 1).count());
             let mut pending = Vec::new();
-            for m in messages
-                .into_iter()
-                .filter(|m| !session.has_claimed(&m.id))
-                .take(batch)
-            {
-                match self
+            for m in messages {
+                if let Some(done) = self
                     .deliver_direct(connection, session, &m.id, m.payload, true)
                     .await
                 {
-                    Some(done) => pending.push(done),
-                    None => return,
+                    pending.push(done);
+                } else if !session.is_open() {
+                    return;
                 }
-            }
-            if pending.is_empty() {
-                break;
             }
             for done in pending {
                 if !matches!(done.await, Ok(true)) {

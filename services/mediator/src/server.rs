@@ -174,6 +174,13 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
         }
         handle.close();
         handle.drop_confirmations();
+        // What this socket carried and nobody acknowledged waits again for the next session
+        // (before the close is announced: whoever reacts to it finds the messages waiting).
+        for (connection, ids) in handle.take_claims() {
+            if let Err(err) = mediator.stores().queue.release(&connection, &ids).await {
+                warn!(error = %err, connection = %connection, "could not release unacknowledged messages; they are delivered again when their lease ends");
+            }
+        }
         mediator.sessions().unregister(id);
         drop(handle);
         let _ = writer.await;

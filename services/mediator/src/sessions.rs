@@ -56,8 +56,8 @@ pub enum SendError {
 
 #[derive(Debug)]
 struct SessionState {
-    /// Ids of queued messages written (or being written) on this session.
-    claimed: Mutex<HashSet<MessageId>>,
+    /// Ids of queued messages written (or being written) on this session, and whose they are.
+    claimed: Mutex<HashMap<MessageId, ConnectionId>>,
     /// When the peer last sent anything (unix ms): data, ping or pong.
     last_seen_ms: AtomicU64,
     /// Confirmations waiting for the pong of the ping with this sequence number.
@@ -88,7 +88,7 @@ impl SessionHandle {
         let (tx, rx) = mpsc::channel(depth);
         let (close, _) = watch::channel(false);
         let state = SessionState {
-            claimed: Mutex::new(HashSet::new()),
+            claimed: Mutex::new(HashMap::new()),
             last_seen_ms: AtomicU64::new(mediator_store::unix_ms_now()),
             confirmations: Mutex::new(VecDeque::new()),
             close,
@@ -148,14 +148,32 @@ impl SessionHandle {
         }
     }
 
-    /// Claims `id` for this session: true the first time, false if it was already written here.
-    pub fn claim(&self, id: &MessageId) -> bool {
-        lock(&self.state.claimed).insert(id.clone())
+    /// Claims `id` (a message of `connection`) for this session: true the first time, false if
+    /// it was already written here.
+    pub fn claim(&self, connection: &ConnectionId, id: &MessageId) -> bool {
+        match lock(&self.state.claimed).entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(connection.clone());
+                true
+            }
+        }
     }
 
     /// True when `id` was claimed on this session.
     pub fn has_claimed(&self, id: &MessageId) -> bool {
-        lock(&self.state.claimed).contains(id)
+        lock(&self.state.claimed).contains_key(id)
+    }
+
+    /// The session ended: the messages it carried that nobody acknowledged, by connection (their
+    /// leases are released so the next session gets them at once).
+    pub fn take_claims(&self) -> HashMap<ConnectionId, Vec<MessageId>> {
+        let claimed = std::mem::take(&mut *lock(&self.state.claimed));
+        let mut by_connection: HashMap<ConnectionId, Vec<MessageId>> = HashMap::new();
+        for (id, connection) in claimed {
+            by_connection.entry(connection).or_default().push(id);
+        }
+        by_connection
     }
 
     /// Forgets claims of messages that left the queue (acknowledged), so the set stays small.

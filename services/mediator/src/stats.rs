@@ -1,5 +1,6 @@
-//! Delivery counters of this instance: what was queued, delivered and acknowledged. Deliveries
-//! beyond acknowledgements are redeliveries (at-least-once), which is how duplicates are counted.
+//! Delivery counters of this instance: what was queued, delivered, delivered again and
+//! acknowledged. Redeliveries (a message handed out after an earlier delivery that was never
+//! acknowledged: at-least-once) are how duplicates are counted.
 //! The telemetry issue exports these as metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     forwards_queued: AtomicU64,
     delivered: AtomicU64,
+    redelivered: AtomicU64,
     acknowledged: AtomicU64,
 }
 
@@ -19,6 +21,8 @@ pub struct StatsSnapshot {
     pub forwards_queued: u64,
     /// Queued messages put on a transport (each delivery of the same message counts).
     pub delivered: u64,
+    /// Deliveries of messages that had been delivered before (at-least-once duplicates).
+    pub redelivered: u64,
     /// Queued messages removed because their recipient acknowledged them.
     pub acknowledged: u64,
 }
@@ -32,6 +36,10 @@ impl Stats {
         self.delivered.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn redelivered(&self, n: usize) {
+        self.redelivered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn acknowledged(&self, n: usize) {
         self.acknowledged.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -41,6 +49,7 @@ impl Stats {
         StatsSnapshot {
             forwards_queued: self.forwards_queued.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
+            redelivered: self.redelivered.load(Ordering::Relaxed),
             acknowledged: self.acknowledged.load(Ordering::Relaxed),
         }
     }

@@ -83,19 +83,20 @@ fn attachment_ids(delivery: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits (event-driven where possible, else by re-reading the store until a deadline) until the
-/// connection's queue holds `n` messages.
+/// Waits (by re-reading the store until a deadline) until the connection's queue holds `n`
+/// messages, waiting or in flight.
 async fn queue_reaches(i: &Instance, conn: &ConnectionId, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let st = i.mediator.stores().queue.status(conn, None).await.unwrap();
-        if st.message_count == n {
+        if st.message_count + st.in_flight == n {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "queue holds {} messages, expected {n}",
-            st.message_count
+            "queue holds {} waiting + {} in flight, expected {n} in all",
+            st.message_count,
+            st.in_flight
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -207,8 +208,23 @@ async fn delivery_request_is_oldest_first_limited_filtered_threaded_and_removes_
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["data"]["json"], inners[2]);
 
-    // Nothing was removed by delivering.
-    assert_eq!(status(&client, json!({})).await["message_count"], 5);
+    // Nothing was removed by delivering: the 3 delivered are in flight, 2 wait; a new request
+    // gets the waiting ones, not those in flight.
+    assert_eq!(status(&client, json!({})).await["message_count"], 2);
+    queue_reaches(&i, &conn, 5).await;
+    let rest = client
+        .call(&msg(
+            "messagepickup/2.0/delivery-request",
+            json!({"limit": 10}),
+        ))
+        .await
+        .unwrap();
+    let items = rest["~attach"].as_array().unwrap();
+    assert_eq!(
+        (&items[0]["data"]["json"], &items[1]["data"]["json"]),
+        (&inners[3], &inners[4])
+    );
+    assert_eq!(status(&client, json!({})).await["message_count"], 0);
 
     // `limit` is required.
     let no_limit = client
@@ -227,7 +243,7 @@ async fn messages_received_removes_exactly_the_listed_messages_of_that_connectio
     let i = Instance::start(None).await;
     let alice = Client::connect(&i).await;
     let bob = Client::connect(&i).await;
-    let (routing, alice_key, _) = alice.mediated_key(&i).await;
+    let (routing, alice_key, alice_conn) = alice.mediated_key(&i).await;
     let (_, bob_key, _) = bob.mediated_key(&i).await;
     for n in 0..3 {
         forward(&i, &routing, alice_key.verkey(), n).await;
@@ -262,11 +278,8 @@ async fn messages_received_removes_exactly_the_listed_messages_of_that_connectio
         after["@type"],
         "https://didcomm.org/messagepickup/2.0/status"
     );
-    assert_eq!(
-        after["message_count"], 1,
-        "bob's own message is still there"
-    );
-    assert_eq!(status(&alice, json!({})).await["message_count"], 3);
+    assert_eq!(after["message_count"], 0, "bob's message is in flight");
+    queue_reaches(&i, &alice_conn, 3).await;
 
     // Alice acknowledges two, one by `message_tag_list` (the RFC's field), one by
     // `message_id_list` (credo's): exactly those go.
@@ -277,16 +290,27 @@ async fn messages_received_removes_exactly_the_listed_messages_of_that_connectio
         ))
         .await
         .unwrap();
-    assert_eq!(after["message_count"], 1);
-    let rest = alice
-        .call(&msg(
-            "messagepickup/2.0/delivery-request",
-            json!({"limit": 10}),
-        ))
+    assert_eq!(after["message_count"], 0, "the third is in flight");
+    let left: Vec<String> = i
+        .mediator
+        .stores()
+        .queue
+        .take(&alice_conn, 10, None)
         .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id.into_string())
+        .collect();
+    assert_eq!(left, vec![ids[1].clone()]);
+    let bob_conn = i
+        .mediator
+        .stores()
+        .mediation
+        .connection_for_key(bob_key.verkey())
+        .await
+        .unwrap()
         .unwrap();
-    assert_eq!(attachment_ids(&rest), vec![ids[1].clone()]);
-    assert_eq!(status(&bob, json!({})).await["message_count"], 1);
+    queue_reaches(&i, &bob_conn, 1).await;
     assert_eq!(bob_ids.len(), 1);
     i.stop().await;
 }
@@ -297,7 +321,7 @@ async fn a_message_for_several_recipients_is_queued_for_each_independently() {
     let alice = Client::connect(&i).await;
     let bob = Client::connect(&i).await;
     let (routing, alice_key, _) = alice.mediated_key(&i).await;
-    let (_, bob_key, _) = bob.mediated_key(&i).await;
+    let (_, bob_key, bob_conn) = bob.mediated_key(&i).await;
     // One encrypted message for both keys; its sender forwards it to each recipient key.
     let inner = didcomm_envelope::pack(
         b"{\"to\":\"both\"}",
@@ -336,9 +360,19 @@ async fn a_message_for_several_recipients_is_queued_for_each_independently() {
         .unwrap();
     assert_eq!(done["message_count"], 0);
     // Alice's acknowledgement leaves Bob's copy.
-    let still = deliver_all(&bob).await.unwrap();
-    assert_eq!(still["~attach"][0]["data"]["json"], inner);
-    assert_eq!(attachment_ids(&still), attachment_ids(&for_bob));
+    let still = i
+        .mediator
+        .stores()
+        .queue
+        .take(&bob_conn, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(still.len(), 1);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&still[0].payload).unwrap(),
+        inner
+    );
+    assert_eq!(vec![still[0].id.to_string()], attachment_ids(&for_bob));
     i.stop().await;
 }
 
@@ -382,8 +416,9 @@ async fn live_mode_delivers_new_messages_at_once_and_removes_them_only_when_rece
         assert_ne!(items[0]["data"]["json"], before);
         live_ids.push(items[0]["@id"].as_str().unwrap().to_owned());
     }
-    // Delivered live, still queued until messages-received.
-    assert_eq!(status(&client, json!({})).await["message_count"], 4);
+    // Delivered live: still queued (in flight) until messages-received; 1 waits.
+    assert_eq!(status(&client, json!({})).await["message_count"], 1);
+    queue_reaches(&i, &conn, 4).await;
     client
         .ws_send(
             &mut ws,
@@ -425,6 +460,7 @@ async fn live_mode_delivers_new_messages_at_once_and_removes_them_only_when_rece
         "{pong}"
     );
     assert_eq!(status(&client, json!({})).await["message_count"], 2);
+    queue_reaches(&i, &conn, 2).await;
     i.stop().await;
 }
 
@@ -463,6 +499,7 @@ async fn a_socket_cut_mid_delivery_gets_its_messages_again_on_the_next_session()
     // ...and that socket does not get them a second time, by either path.
     go_live(&client, &mut ws).await;
     assert_eq!(i.mediator.deliver_queued(&conn, None).await.unwrap(), 0);
+    // They are in flight on this socket: an HTTP delivery-request gets none of them.
     let second = client
         .call(&msg(
             "messagepickup/2.0/delivery-request",
@@ -471,10 +508,10 @@ async fn a_socket_cut_mid_delivery_gets_its_messages_again_on_the_next_session()
         .await
         .unwrap();
     assert_eq!(
-        attachment_ids(&second),
-        delivered,
-        "HTTP is another transport: it gets them"
+        second["@type"], "https://didcomm.org/messagepickup/2.0/status",
+        "{second}"
     );
+    assert_eq!(second["message_count"], 0);
     client
         .ws_send(
             &mut ws,
@@ -687,5 +724,39 @@ async fn direct_delivery_that_is_never_confirmed_stays_queued() {
     }
     queue_reaches(&i, &conn, 1).await;
     drop(ws);
+    i.stop().await;
+}
+
+#[tokio::test]
+async fn an_unacknowledged_delivery_is_delivered_again_after_the_redelivery_time() {
+    let i = Instance::start_with(None, &[("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "200")]).await;
+    let client = Client::connect(&i).await;
+    let (routing, key, _) = client.mediated_key(&i).await;
+    let inner = forward(&i, &routing, key.verkey(), 1).await;
+    let first = deliver_all(&client).await.unwrap();
+    assert_eq!(first["~attach"][0]["data"]["json"], inner);
+    // In flight: the next request gets nothing...
+    let none = deliver_all(&client).await.unwrap();
+    assert_eq!(
+        none["@type"], "https://didcomm.org/messagepickup/2.0/status",
+        "{none}"
+    );
+    // ...until the redelivery time has passed without an acknowledgement (the HTTP response
+    // could have been lost): then it comes again, and the mediator counts the redelivery.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let reply = deliver_all(&client).await.unwrap();
+        if reply["@type"] == "https://didcomm.org/messagepickup/2.0/delivery" {
+            break reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never delivered again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attachment_ids(&again), attachment_ids(&first));
+    let stats = i.mediator.stats().snapshot();
+    assert_eq!((stats.delivered, stats.redelivered), (2, 1));
     i.stop().await;
 }

@@ -79,7 +79,8 @@ async fn connect_mediate_forward_and_pick_up() {
         assert_eq!(out.message, format!("{{\"n\":{n}}}").as_bytes());
     }
 
-    // Delivered is not removed: a second delivery-request returns them again.
+    // Delivered is not removed: they are in flight until acknowledged (a second request gets a
+    // status with nothing waiting, and the store still holds both).
     let again = client
         .call(&Client::msg(
             "messagepickup/2.0/delivery-request",
@@ -87,7 +88,20 @@ async fn connect_mediate_forward_and_pick_up() {
         ))
         .await
         .unwrap();
-    assert_eq!(again["~attach"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        again["@type"], "https://didcomm.org/messagepickup/2.0/status",
+        "{again}"
+    );
+    let conn = i
+        .mediator
+        .stores()
+        .mediation
+        .connection_for_key(recipient.verkey())
+        .await
+        .unwrap()
+        .unwrap();
+    let held = i.mediator.stores().queue.status(&conn, None).await.unwrap();
+    assert_eq!((held.message_count, held.in_flight), (0, 2));
 
     let ids: Vec<Value> = attachments.iter().map(|a| a["@id"].clone()).collect();
     let after = client

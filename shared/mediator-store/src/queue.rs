@@ -7,6 +7,13 @@
 //! So a message leaves the queue only after the client confirmed it, and a lost delivery is sent
 //! again on the next pickup.
 //!
+//! In flight: a message handed to a client ([`MessageQueue::lease`], [`MessageQueue::add_leased`])
+//! is leased for a while: it stays queued, but is not handed out again until its acknowledgement
+//! removes it, its lease is [released](MessageQueue::release) (the session that carried it
+//! ended), or the lease runs out (the client never acknowledged: at-least-once delivery sends it
+//! again). [`QueueStatus`] describes the messages waiting, with the in-flight ones counted apart,
+//! and every message counts how often it was handed out, so redeliveries are visible.
+//!
 //! Payloads are opaque: the store keeps the bytes exactly as received and never parses them.
 //! Ordering is strict FIFO by arrival within a queue, even for messages that arrive in the same
 //! millisecond (backends order by a per-queue sequence, not by time).
@@ -40,13 +47,19 @@ pub struct QueuedMessage {
     /// When the store received it (unix milliseconds). Never earlier than the message before it
     /// in the same queue.
     pub received_at_ms: u64,
+    /// How many times it was handed out by [`MessageQueue::lease`] or
+    /// [`MessageQueue::add_leased`] (this lease included); more than 1 means redelivered.
+    pub deliveries: u32,
 }
 
-/// Figures of a queue, or of the part of it for one recipient key (Pickup 2.0 `status`).
+/// Figures of the messages of a queue waiting for delivery (not in flight), or of the part of
+/// them for one recipient key (Pickup 2.0 `status`); in-flight messages are counted apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStatus {
-    /// How many messages.
+    /// How many messages wait (queued and not in flight).
     pub message_count: usize,
+    /// How many messages are in flight (leased, not acknowledged yet).
+    pub in_flight: usize,
     /// Sum of their payload lengths.
     pub total_bytes: u64,
     /// `received_at_ms` of the oldest (first) message; `None` when there is none.
@@ -70,6 +83,31 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
         payload: Bytes,
     ) -> Result<MessageId>;
 
+    /// Like [`MessageQueue::add`], and the message is in flight at once for `lease_ms` (a Forward
+    /// that is being delivered live). Its `deliveries` is 1.
+    async fn add_leased(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+        lease_ms: u64,
+    ) -> Result<MessageId>;
+
+    /// Hands out up to `limit` messages that are not in flight, oldest first (with
+    /// `recipient_key`, only messages that carry it), and puts them in flight for `lease_ms`. One
+    /// atomic step: two concurrent leases never return the same message.
+    async fn lease(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+        recipient_key: Option<&VerKey>,
+        lease_ms: u64,
+    ) -> Result<Vec<QueuedMessage>>;
+
+    /// Ends the leases of those of `ids` in this connection's queue: they wait for delivery
+    /// again. Returns how many were in flight.
+    async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize>;
+
     /// Figures of a connection's queue; with `recipient_key`, of only the messages that carry it.
     async fn status(
         &self,
@@ -77,8 +115,9 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
         recipient_key: Option<&VerKey>,
     ) -> Result<QueueStatus>;
 
-    /// Up to `limit` messages of a connection's queue, oldest first, without removing them; with
-    /// `recipient_key`, only messages that carry it (the limit counts those).
+    /// Up to `limit` messages of a connection's queue, oldest first, in flight or not, without
+    /// removing or leasing them; with `recipient_key`, only messages that carry it (the limit
+    /// counts those).
     async fn take(
         &self,
         connection_id: &ConnectionId,

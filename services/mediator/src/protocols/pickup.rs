@@ -106,8 +106,31 @@ struct DeliveryRequest {
     recipient_key: Option<String>,
 }
 
-/// `delivery-request` -> `delivery` (oldest first, not removed), or `status` when empty. On a
-/// WebSocket, messages that socket already carried (live) are not sent again.
+/// Hands out waiting messages (oldest first) and puts them in flight; counts redeliveries.
+async fn lease(
+    m: &Mediator,
+    connection: &mediator_store::ConnectionId,
+    limit: usize,
+    key: Option<&VerKey>,
+) -> Result<Vec<mediator_store::QueuedMessage>, InboundError> {
+    let messages = m
+        .stores()
+        .queue
+        .lease(
+            connection,
+            limit,
+            key,
+            m.config().pickup.redelivery_after_ms,
+        )
+        .await?;
+    m.stats()
+        .redelivered(messages.iter().filter(|q| q.deliveries > 1).count());
+    Ok(messages)
+}
+
+/// `delivery-request` -> `delivery` of waiting messages (oldest first; they stay queued, in
+/// flight, until `messages-received`), or `status` when none waits. On a WebSocket, messages that
+/// socket already carried are not sent again.
 pub async fn delivery_request(
     m: &Mediator,
     inbound: &Inbound<'_>,
@@ -116,19 +139,10 @@ pub async fn delivery_request(
     let conn = inbound.connection()?;
     let key = parse_key(req.recipient_key.as_deref())?;
     let limit = req.limit.min(m.config().pickup.max_batch);
-    let messages = match inbound.via {
-        Via::Http => m.stores().queue.take(&conn.id, limit, key.as_ref()).await?,
-        Via::WebSocket(session) => {
-            let mut fresh = m
-                .stores()
-                .queue
-                .take(&conn.id, limit.saturating_mul(2), key.as_ref())
-                .await?;
-            fresh.retain(|q| session.claim(&q.id));
-            fresh.truncate(limit);
-            fresh
-        }
-    };
+    let mut messages = lease(m, &conn.id, limit, key.as_ref()).await?;
+    if let Via::WebSocket(session) = inbound.via {
+        messages.retain(|q| session.claim(&conn.id, &q.id));
+    }
     if messages.is_empty() {
         return Ok(vec![
             status(m, inbound, req.recipient_key.as_deref(), None).await?,
@@ -267,9 +281,9 @@ pub async fn batch_pickup(
     acknowledge_v1_batch(m, inbound).await?;
     let conn = inbound.connection()?;
     let limit = req.batch_size.min(m.config().pickup.max_batch);
-    let mut messages = m.stores().queue.take(&conn.id, limit, None).await?;
+    let mut messages = lease(m, &conn.id, limit, None).await?;
     if let Via::WebSocket(session) = inbound.via {
-        messages.retain(|q| session.claim(&q.id));
+        messages.retain(|q| session.claim(&conn.id, &q.id));
     }
     let items: Vec<Value> = messages
         .iter()

@@ -15,7 +15,16 @@ use crate::{
     config::ForwardingStrategy,
     error::InboundError,
     mediator::{is_deliverable, Mediator},
+    sessions::{LiveSession, SessionHandle},
 };
+
+/// Where a Forward goes at once, besides the queue.
+// Lives on the stack for one call: boxing the large variant would cost an allocation per Forward.
+#[allow(clippy::large_enum_variant)]
+enum OnSession {
+    Live(LiveSession),
+    Direct(SessionHandle),
+}
 
 /// Handles one Forward: queue it, then deliver it as the forwarding strategy says.
 // Hot path: one call per Forward: key lookup, one enqueue, then (live client) one pack and a
@@ -29,29 +38,48 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         .await?
         .ok_or_else(|| InboundError::UnknownForwardRecipient(to.to_owned()))?;
     let payload = Bytes::copy_from_slice(msg.get().as_bytes());
-    let id = stores
-        .queue
-        .add(&connection, &[key], payload.clone())
-        .await?;
+    let session = match m.config().pickup.forwarding {
+        ForwardingStrategy::QueueOnly => None,
+        ForwardingStrategy::QueueAndLive => m.sessions().live(&connection).map(OnSession::Live),
+        ForwardingStrategy::Direct => m.sessions().latest(&connection).map(OnSession::Direct),
+    };
+    // Going out on a session at once: queued in flight, so no delivery-request hands it out too.
+    let id = match &session {
+        Some(_) => {
+            let lease = m.config().pickup.redelivery_after_ms;
+            stores
+                .queue
+                .add_leased(&connection, &[key], payload.clone(), lease)
+                .await?
+        }
+        None => {
+            stores
+                .queue
+                .add(&connection, &[key], payload.clone())
+                .await?
+        }
+    };
     m.stats().forward_queued();
     debug!(connection = %connection, message = %id, bytes = payload.len(), "forward queued");
 
-    let on_session = match m.config().pickup.forwarding {
-        ForwardingStrategy::QueueOnly => false,
-        ForwardingStrategy::QueueAndLive => match m.sessions().live(&connection) {
-            Some(live) => m.deliver_live(&connection, &live, &[(&id, &payload[..])])? > 0,
-            None => false,
-        },
-        ForwardingStrategy::Direct => match m.sessions().latest(&connection) {
-            Some(session) => m
-                .deliver_direct(&connection, &session, &id, payload.clone(), false)
+    if let Some(session) = session {
+        let sent = match session {
+            OnSession::Live(live) => {
+                m.deliver_live(&connection, &live, &[(&id, &payload[..])])? > 0
+            }
+            OnSession::Direct(s) => m
+                .deliver_direct(&connection, &s, &id, payload.clone(), false)
                 .await
                 .is_some(),
-            None => false,
-        },
-    };
-    if on_session {
-        return Ok(());
+        };
+        if sent {
+            return Ok(());
+        }
+        // The session went away meanwhile: the message waits for the next pickup.
+        stores
+            .queue
+            .release(&connection, std::slice::from_ref(&id))
+            .await?;
     }
     // Clients with their own endpoint do not pick up: push to them.
     if let Some(record) = stores.connections.get(&connection).await? {

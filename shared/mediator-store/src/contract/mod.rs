@@ -149,6 +149,11 @@ macro_rules! __message_queue_checks {
                 concurrent_adds_all_present_once,
                 concurrent_removes_count_each_message_once,
                 received_time_is_unix_ms,
+                lease_hands_out_each_message_once_while_in_flight,
+                lease_expires,
+                add_leased_is_in_flight_at_once,
+                lease_filters_and_stays_in_its_connection,
+                concurrent_leases_never_share_a_message,
             ],
             $($args)*
         }

@@ -654,3 +654,195 @@ pub async fn received_time_is_unix_ms(store: Arc<dyn MessageQueue>) {
         "status: newest time differs from the message's"
     );
 }
+
+async fn lease(
+    store: &dyn MessageQueue,
+    conn: &ConnectionId,
+    limit: usize,
+    key: Option<&VerKey>,
+    lease_ms: u64,
+) -> Vec<QueuedMessage> {
+    store
+        .lease(conn, limit, key, lease_ms)
+        .await
+        .expect("lease failed")
+}
+
+/// A leased message is not handed out again while in flight; status counts it apart; `take`
+/// and `get` still see it; releasing it makes it waiting again, and the next lease counts a
+/// second delivery; removing a leased message removes it.
+pub async fn lease_hands_out_each_message_once_while_in_flight(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = Vec::new();
+    for i in 0..3 {
+        added.push(add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await);
+    }
+    let first = lease(&*store, &conn, 2, None, 60_000).await;
+    assert_eq!(ids(&first), added[..2], "lease(2): not the 2 oldest");
+    assert!(
+        first.iter().all(|m| m.deliveries == 1),
+        "lease: a first delivery is not counted as 1"
+    );
+    let second = lease(&*store, &conn, 10, None, 60_000).await;
+    assert_eq!(
+        ids(&second),
+        added[2..],
+        "lease: handed out a message that is in flight"
+    );
+    assert!(
+        lease(&*store, &conn, 10, None, 60_000).await.is_empty(),
+        "lease: everything is in flight, yet something was handed out"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!(
+        (s.message_count, s.in_flight, s.total_bytes),
+        (0, 3, 0),
+        "status: in-flight messages must be counted apart from waiting ones"
+    );
+    assert_eq!(
+        take_all(&*store, &conn).await.len(),
+        3,
+        "take: in-flight messages must still be queued"
+    );
+
+    assert_eq!(
+        store
+            .release(&conn, &[added[0].clone(), MessageId::generate()])
+            .await
+            .expect("release failed"),
+        1,
+        "release: count of messages taken out of flight"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!(
+        (s.message_count, s.in_flight),
+        (1, 2),
+        "status after release"
+    );
+    let again = lease(&*store, &conn, 10, None, 60_000).await;
+    assert_eq!(ids(&again), added[..1], "lease after release");
+    assert_eq!(again[0].deliveries, 2, "a redelivery must count 2");
+    assert_eq!(
+        store.remove(&conn, &added).await.expect("remove failed"),
+        3,
+        "remove: in-flight messages must be removable"
+    );
+    assert_eq!(status(&*store, &conn, None).await, QueueStatus::default());
+}
+
+/// A lease runs out: the message is handed out again (at-least-once delivery).
+pub async fn lease_expires(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let id = add(&*store, &conn, &[random_key()], b"m").await;
+    assert_eq!(
+        ids(&lease(&*store, &conn, 1, None, 50).await),
+        std::slice::from_ref(&id)
+    );
+    assert!(lease(&*store, &conn, 1, None, 50).await.is_empty());
+    // Waiting on the clock past a 50 ms lease: what is checked is the expiry itself.
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let again = lease(&*store, &conn, 1, None, 60_000).await;
+    assert_eq!(
+        ids(&again),
+        [id],
+        "an expired lease was not handed out again"
+    );
+    assert_eq!(again[0].deliveries, 2);
+}
+
+/// `add_leased` stores a message that is in flight at once (delivered while being queued).
+pub async fn add_leased_is_in_flight_at_once(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let id = store
+        .add_leased(&conn, &[key], Bytes::from_static(b"live"), 60_000)
+        .await
+        .expect("add_leased failed");
+    let waiting = add(&*store, &conn, &[key], b"queued").await;
+    let s = status(&*store, &conn, None).await;
+    assert_eq!(
+        (s.message_count, s.in_flight, s.total_bytes),
+        (1, 1, 6),
+        "status: add_leased message must be in flight"
+    );
+    let got = store
+        .get(&conn, &id)
+        .await
+        .expect("get failed")
+        .expect("add_leased: message missing");
+    assert_eq!((&got.payload[..], got.deliveries), (&b"live"[..], 1));
+    assert_eq!(
+        ids(&lease(&*store, &conn, 10, None, 60_000).await),
+        [waiting],
+        "lease: handed out the add_leased message"
+    );
+    store
+        .release(&conn, std::slice::from_ref(&id))
+        .await
+        .expect("release failed");
+    let again = lease(&*store, &conn, 10, None, 60_000).await;
+    assert_eq!(ids(&again), [id]);
+    assert_eq!(again[0].deliveries, 2);
+}
+
+/// `lease` with a recipient key hands out only that key's messages; leases and releases of
+/// another connection's ids change nothing.
+pub async fn lease_filters_and_stays_in_its_connection(store: Arc<dyn MessageQueue>) {
+    let (a, b) = (ConnectionId::generate(), ConnectionId::generate());
+    let (k1, k2) = (random_key(), random_key());
+    let a1 = add(&*store, &a, &[k1], b"a1").await;
+    let a2 = add(&*store, &a, &[k2], b"a2").await;
+    let b1 = add(&*store, &b, &[k1], b"b1").await;
+    assert_eq!(ids(&lease(&*store, &a, 10, Some(&k2), 60_000).await), [a2]);
+    assert_eq!(
+        store
+            .release(&b, std::slice::from_ref(&a1))
+            .await
+            .expect("release failed"),
+        0,
+        "release: another connection's id matched"
+    );
+    assert_eq!(ids(&lease(&*store, &b, 10, None, 60_000).await), [b1]);
+    assert_eq!(ids(&lease(&*store, &a, 10, None, 60_000).await), [a1]);
+}
+
+/// Many tasks leasing at once never get the same message; together they get every message.
+pub async fn concurrent_leases_never_share_a_message(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = HashSet::new();
+    for i in 0..100 {
+        added.insert(add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, conn) = (store.clone(), conn.clone());
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .lease(&conn, 3, None, 60_000)
+                    .await
+                    .expect("concurrent lease failed");
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|m| m.id));
+            }
+        });
+    }
+    let mut seen = HashSet::new();
+    while let Some(done) = tasks.join_next().await {
+        for id in done.expect("a leasing task panicked") {
+            assert!(
+                seen.insert(id),
+                "concurrent lease: one message handed out twice"
+            );
+        }
+    }
+    assert_eq!(
+        seen, added,
+        "concurrent lease: not every message was handed out"
+    );
+}

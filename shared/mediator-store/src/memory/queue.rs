@@ -32,18 +32,68 @@ struct State {
     next_seq: u64,
 }
 
+#[derive(Debug)]
+struct Entry {
+    message: QueuedMessage,
+    /// In flight until this time (unix ms); 0 = waiting.
+    leased_until_ms: u64,
+}
+
+impl Entry {
+    fn in_flight(&self, now: u64) -> bool {
+        self.leased_until_ms > now
+    }
+}
+
 /// One connection's queue. Dropped when it empties, so idle connections cost nothing.
 #[derive(Debug, Default)]
 struct Queue {
-    by_seq: BTreeMap<u64, QueuedMessage>,
+    by_seq: BTreeMap<u64, Entry>,
     seq_of: HashMap<MessageId, u64>,
-    total_bytes: u64,
 }
 
 impl MemoryMessageQueue {
     /// Empty queues.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn insert(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+        lease_ms: Option<u64>,
+    ) -> Result<MessageId> {
+        let id = MessageId::generate();
+        let now = unix_ms_now();
+        let mut state = lock(&self.state, "message queue")?;
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let queue = state.queues.entry(connection_id.clone()).or_default();
+        // A clock that steps back must not make a later message look older than an earlier one.
+        let newest = queue
+            .by_seq
+            .values()
+            .next_back()
+            .map(|e| e.message.received_at_ms);
+        let message = QueuedMessage {
+            id: id.clone(),
+            connection_id: connection_id.clone(),
+            recipient_keys: recipient_keys.to_vec(),
+            payload,
+            received_at_ms: newest.map_or(now, |newest| newest.max(now)),
+            deliveries: u32::from(lease_ms.is_some()),
+        };
+        queue.seq_of.insert(id.clone(), seq);
+        queue.by_seq.insert(
+            seq,
+            Entry {
+                message,
+                leased_until_ms: lease_ms.map_or(0, |l| now.saturating_add(l.max(1))),
+            },
+        );
+        Ok(id)
     }
 }
 
@@ -63,25 +113,65 @@ impl MessageQueue for MemoryMessageQueue {
         recipient_keys: &[VerKey],
         payload: Bytes,
     ) -> Result<MessageId> {
-        let id = MessageId::generate();
+        self.insert(connection_id, recipient_keys, payload, None)
+    }
+
+    async fn add_leased(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+        lease_ms: u64,
+    ) -> Result<MessageId> {
+        self.insert(connection_id, recipient_keys, payload, Some(lease_ms))
+    }
+
+    async fn lease(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+        recipient_key: Option<&VerKey>,
+        lease_ms: u64,
+    ) -> Result<Vec<QueuedMessage>> {
         let now = unix_ms_now();
         let mut state = lock(&self.state, "message queue")?;
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        let queue = state.queues.entry(connection_id.clone()).or_default();
-        // A clock that steps back must not make a later message look older than an earlier one.
-        let newest = queue.by_seq.values().next_back().map(|m| m.received_at_ms);
-        let message = QueuedMessage {
-            id: id.clone(),
-            connection_id: connection_id.clone(),
-            recipient_keys: recipient_keys.to_vec(),
-            payload,
-            received_at_ms: newest.map_or(now, |newest| newest.max(now)),
+        let Some(queue) = state.queues.get_mut(connection_id) else {
+            return Ok(Vec::new());
         };
-        queue.total_bytes += payload_len(&message);
-        queue.seq_of.insert(id.clone(), seq);
-        queue.by_seq.insert(seq, message);
-        Ok(id)
+        let mut out = Vec::new();
+        for entry in queue.by_seq.values_mut() {
+            if out.len() >= limit {
+                break;
+            }
+            if entry.in_flight(now) || !carries(&entry.message, recipient_key) {
+                continue;
+            }
+            entry.leased_until_ms = now.saturating_add(lease_ms.max(1));
+            entry.message.deliveries = entry.message.deliveries.saturating_add(1);
+            out.push(entry.message.clone());
+        }
+        Ok(out)
+    }
+
+    async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
+        let now = unix_ms_now();
+        let mut state = lock(&self.state, "message queue")?;
+        let Some(queue) = state.queues.get_mut(connection_id) else {
+            return Ok(0);
+        };
+        let mut released = 0;
+        for id in ids {
+            let Some(seq) = queue.seq_of.get(id) else {
+                continue;
+            };
+            if let Some(entry) = queue.by_seq.get_mut(seq) {
+                if entry.in_flight(now) {
+                    released += 1;
+                }
+                entry.leased_until_ms = 0;
+            }
+        }
+        Ok(released)
     }
 
     async fn status(
@@ -89,20 +179,22 @@ impl MessageQueue for MemoryMessageQueue {
         connection_id: &ConnectionId,
         recipient_key: Option<&VerKey>,
     ) -> Result<QueueStatus> {
+        let now = unix_ms_now();
         let state = lock(&self.state, "message queue")?;
         let Some(queue) = state.queues.get(connection_id) else {
             return Ok(QueueStatus::default());
         };
-        if recipient_key.is_none() {
-            return Ok(QueueStatus {
-                message_count: queue.by_seq.len(),
-                total_bytes: queue.total_bytes,
-                oldest_received_ms: queue.by_seq.values().next().map(|m| m.received_at_ms),
-                newest_received_ms: queue.by_seq.values().next_back().map(|m| m.received_at_ms),
-            });
-        }
         let mut status = QueueStatus::default();
-        for message in queue.by_seq.values().filter(|m| carries(m, recipient_key)) {
+        for entry in queue
+            .by_seq
+            .values()
+            .filter(|e| carries(&e.message, recipient_key))
+        {
+            if entry.in_flight(now) {
+                status.in_flight += 1;
+                continue;
+            }
+            let message = &entry.message;
             status.message_count += 1;
             status.total_bytes += payload_len(message);
             status
@@ -127,6 +219,7 @@ impl MessageQueue for MemoryMessageQueue {
                 queue
                     .by_seq
                     .values()
+                    .map(|e| &e.message)
                     .filter(|m| carries(m, recipient_key))
                     .take(limit)
                     .cloned()
@@ -145,8 +238,7 @@ impl MessageQueue for MemoryMessageQueue {
             let Some(seq) = queue.seq_of.remove(id) else {
                 continue;
             };
-            if let Some(message) = queue.by_seq.remove(&seq) {
-                queue.total_bytes -= payload_len(&message);
+            if queue.by_seq.remove(&seq).is_some() {
                 removed += 1;
             }
         }
@@ -167,7 +259,7 @@ impl MessageQueue for MemoryMessageQueue {
                 .seq_of
                 .get(id)
                 .and_then(|seq| queue.by_seq.get(seq))
-                .cloned()
+                .map(|e| e.message.clone())
         }))
     }
 }
