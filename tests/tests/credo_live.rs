@@ -4,7 +4,7 @@
 //!   the mediator closes that WebSocket and refuses new ones (503), 20 messages wait in the queue
 //!   while the recipient is away, and once WebSockets are admitted again credo reconnects, picks
 //!   them up and turns live mode back on; nothing acknowledged is delivered again.
-//! - Pickup 2.0 polling: 50 of 50.
+//! - Pickup 2.0 polling: 50 of 50. Pickup 1.0 polling (credo's `PickUpV1`): 50 of 50.
 //! - Implicit pickup (a WebSocket kept open with return route) with `direct` forwarding: 50 of 50,
 //!   each removed from the queue once the socket's pong confirms it.
 //!
@@ -587,6 +587,43 @@ async fn credo_pickup_v2_polling_receives_50_of_50() -> Result<()> {
         .context("Pickup 2.0 polling every 200 ms")?;
     eprintln!(
         "credo pickup v2 polling: {} in {elapsed:.1?}; mediator stats {:?}; total {:.1?}",
+        got.summary(),
+        m.stats().snapshot(),
+        started.elapsed()
+    );
+    pair.sender.shutdown().await?;
+    pair.recipient.shutdown().await?;
+    mediator.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credo_pickup_v1_polling_receives_50_of_50() -> Result<()> {
+    credo_available().map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    let mediator = TestMediator::start(&[])
+        .await
+        .context("start our mediator")?;
+    let m = mediator.mediator.clone();
+    let mut pair = recipient_and_sender(
+        &m,
+        InitOptions {
+            polling_interval_ms: 200,
+            ..InitOptions::recipient(
+                "v1-recipient",
+                &mediator.invitation_url(),
+                PickupStrategy::PickUpV1,
+            )
+        },
+    )
+    .await?;
+    let sent = contents("pickup v1 message", FIRST);
+    // Pickup 1.0 has no acknowledgement: each batch leaves the queue when credo asks again.
+    let (got, elapsed) = plain_round(&m, &mut pair, &sent, &NOTHING)
+        .await
+        .context("Pickup 1.0 polling every 200 ms")?;
+    eprintln!(
+        "credo pickup v1 polling: {} in {elapsed:.1?}; mediator stats {:?}; total {:.1?}",
         got.summary(),
         m.stats().snapshot(),
         started.elapsed()

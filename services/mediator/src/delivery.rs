@@ -103,6 +103,8 @@ impl Mediator {
             ContentEnc::C20P,
         )?;
         match live.session.push(Outbound::Data(Bytes::from(packed))) {
+            // Closed meanwhile: its claims may already have been given back; give these back too.
+            Ok(()) if !live.session.is_open() => Ok(0),
             Ok(()) => {
                 self.stats().delivered(fresh.len());
                 debug!(connection = %connection, session = live.session.id, messages = fresh.len(), "live delivery");
@@ -177,7 +179,7 @@ impl Mediator {
         } else {
             session.push(frame).is_ok()
         };
-        if !queued {
+        if !queued || !session.is_open() {
             return None;
         }
         self.stats().delivered(1);
