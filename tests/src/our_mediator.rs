@@ -35,7 +35,10 @@ impl TestMediator {
         ];
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = Arc::new(Config::load(None, vars)?);
-        let mediator = Mediator::new(config, Stores::memory())?;
+        let mediator = Mediator::new(
+            config.clone(),
+            Stores::memory_with_limits(config.queue.limits()),
+        )?;
         let (tx, rx) = oneshot::channel::<()>();
         let server = mediator.clone();
         let task = tokio::spawn(async move {

@@ -47,6 +47,33 @@ pub struct Config {
     pub pickup: PickupConfig,
     /// WebSocket sessions.
     pub websocket: WebSocketConfig,
+    /// Per-connection queue limits.
+    pub queue: QueueConfig,
+}
+
+/// Per-connection queue limits (0 = no limit).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueConfig {
+    /// Most messages one connection's queue holds; a Forward over it is refused.
+    pub max_messages: usize,
+    /// Most bytes one connection's queue holds; a Forward over it is refused.
+    pub max_bytes: u64,
+    /// Age after which a queued message expires, seconds.
+    pub message_ttl_secs: u64,
+    /// Interval of the sweep that removes expired messages from idle queues, ms.
+    pub sweep_interval_ms: u64,
+}
+
+impl QueueConfig {
+    /// The limits as the stores take them.
+    pub fn limits(&self) -> mediator_store::QueueLimits {
+        let some = |n: u64| (n > 0).then_some(n);
+        mediator_store::QueueLimits {
+            max_messages: (self.max_messages > 0).then_some(self.max_messages),
+            max_bytes: some(self.max_bytes),
+            message_ttl_ms: some(self.message_ttl_secs.saturating_mul(1000)),
+        }
+    }
 }
 
 /// What happens to a Forward once it is queued (credo-ts pull request 1638's
@@ -209,6 +236,11 @@ impl Config {
                 )));
             }
         }
+        if self.queue.sweep_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "queue.sweep_interval_ms must be positive".into(),
+            ));
+        }
         if self.pickup.max_batch == 0 {
             return Err(ConfigError::Invalid(
                 "pickup.max_batch must be at least 1".into(),
@@ -247,6 +279,22 @@ mod tests {
         assert!(c.mediation.grant);
         assert!(c.master_secret.is_empty());
         assert_eq!(c.pickup.forwarding, ForwardingStrategy::QueueAndLive);
+        let limits = c.queue.limits();
+        assert_eq!(limits.message_ttl_ms, Some(7 * 24 * 3600 * 1000));
+        assert!(limits.max_messages.is_some() && limits.max_bytes.is_some());
+        let unlimited = Config::load(
+            None,
+            env(&[
+                ("MEDIATOR_QUEUE__MAX_MESSAGES", "0"),
+                ("MEDIATOR_QUEUE__MAX_BYTES", "0"),
+                ("MEDIATOR_QUEUE__MESSAGE_TTL_SECS", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            unlimited.queue.limits(),
+            mediator_store::QueueLimits::UNLIMITED
+        );
     }
 
     #[test]

@@ -40,8 +40,8 @@ pub enum InboundError {
     /// The message needs a connection and there is none.
     #[error("{0} requires an established connection")]
     NoConnection(String),
-    /// Storage failed: nothing was acknowledged.
-    #[error("storage failure")]
+    /// Storage failed, or a queue is at its cap: nothing was acknowledged.
+    #[error("storage refused: {0}")]
     Store(#[from] StoreError),
     /// Something of ours failed (key derivation, packing).
     #[error("internal error: {0}")]
@@ -60,6 +60,7 @@ impl InboundError {
                 StatusCode::FORBIDDEN
             }
             Self::UnknownForwardRecipient(_) => StatusCode::NOT_FOUND,
+            Self::Store(e) if e.is_queue_full() => StatusCode::INSUFFICIENT_STORAGE,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -77,6 +78,7 @@ impl InboundError {
             Self::BadForward(_) => "bad_forward",
             Self::BadField(_) => "bad_field",
             Self::NoConnection(_) => "no_connection",
+            Self::Store(e) if e.is_queue_full() => "queue_full",
             Self::Store(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
         }

@@ -43,7 +43,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     warn!("storage: in-memory (single instance; every message and connection is lost on exit)");
-    let mediator = Mediator::new(config, Stores::memory())?;
+    let mediator = Mediator::new(
+        config.clone(),
+        Stores::memory_with_limits(config.queue.limits()),
+    )?;
     serve(mediator, listener, shutdown).await
 }
 
@@ -63,9 +66,28 @@ pub async fn serve(
         routing_key = %mediator.keys().routing_key().verkey_base58(),
         "mediator ready"
     );
-    axum::serve(listener, server::router(mediator))
+    let sweeper = tokio::spawn(sweep_expired(mediator.clone()));
+    let served = axum::serve(listener, server::router(mediator))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    sweeper.abort();
+    served?;
     info!("mediator stopped");
     Ok(())
+}
+
+/// Removes expired messages from queues nobody touches, now and then (request paths expire the
+/// queues they touch as they go).
+async fn sweep_expired(mediator: Mediator) {
+    let every = std::time::Duration::from_millis(mediator.config().queue.sweep_interval_ms);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match mediator.stores().queue.sweep_expired(1000).await {
+            Ok(0) => {}
+            Ok(n) => info!(expired = n, "expired messages removed"),
+            Err(err) => warn!(error = %err, "sweeping expired messages failed"),
+        }
+    }
 }

@@ -37,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let mediator = Mediator::new(config, Stores::memory())?;
+    let mediator = Mediator::new(
+        config.clone(),
+        Stores::memory_with_limits(config.queue.limits()),
+    )?;
     let invitation = mediator.invitation(false);
     println!(
         "\nInvitation URL:\n{}\n\n{}",

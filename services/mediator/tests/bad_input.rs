@@ -170,3 +170,45 @@ async fn invitation_is_served_as_json_url_and_svg() {
     );
     i.stop().await;
 }
+
+#[tokio::test]
+async fn forward_over_the_queue_cap_is_507_and_nothing_is_stored() {
+    let i = Instance::start_with(None, &[("MEDIATOR_QUEUE__MAX_MESSAGES", "2")]).await;
+    let client = common::Client::connect(&i).await;
+    let (routing, recipient, conn) = client.mediated_key(&i).await;
+    for n in 0..2 {
+        let (body, _) =
+            common::forward_for(&routing, recipient.verkey(), format!("{n}").as_bytes());
+        assert_eq!(i.post(body).await.0, 202);
+    }
+    let (body, _) = common::forward_for(&routing, recipient.verkey(), b"over");
+    let (status, err) = i.post(body).await;
+    assert_eq!(status, 507, "{err}");
+    assert_eq!(err["error"], "queue_full");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2 messages"),
+        "{err}"
+    );
+    let held = i
+        .mediator
+        .stores()
+        .queue
+        .take(&conn, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 2, "the refused Forward was stored");
+    still_serving(&i).await;
+    // Room again once the client acknowledged one.
+    i.mediator
+        .stores()
+        .queue
+        .remove(&conn, &[held[0].id.clone()])
+        .await
+        .unwrap();
+    let (body, _) = common::forward_for(&routing, recipient.verkey(), b"again");
+    assert_eq!(i.post(body).await.0, 202);
+    i.stop().await;
+}

@@ -41,9 +41,35 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The connection's queue is at its cap: the message was not stored (nothing of it).
+    #[error("the queue of connection {connection} is full: {cap}")]
+    QueueFull {
+        /// Whose queue.
+        connection: ConnectionId,
+        /// Which cap the message would pass.
+        cap: QueueCap,
+    },
     /// The backend failed (connection lost, timeout, script error, poisoned lock...).
     #[error("storage backend failed")]
     Backend(#[source] BoxError),
+}
+
+/// The cap a refused message would have passed ([`StoreError::QueueFull`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueCap {
+    /// At most this many messages per connection.
+    Messages(usize),
+    /// At most this many payload bytes per connection.
+    Bytes(u64),
+}
+
+impl fmt::Display for QueueCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Messages(n) => write!(f, "at most {n} messages"),
+            Self::Bytes(n) => write!(f, "at most {n} bytes"),
+        }
+    }
 }
 
 impl StoreError {
@@ -60,6 +86,11 @@ impl StoreError {
     /// Is this [`StoreError::Conflict`]?
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
+    }
+
+    /// Is this [`StoreError::QueueFull`]?
+    pub fn is_queue_full(&self) -> bool {
+        matches!(self, Self::QueueFull { .. })
     }
 }
 

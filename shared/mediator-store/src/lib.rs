@@ -32,13 +32,13 @@ use std::{
 };
 
 pub use connections::{ConnectionRecord, ConnectionState, ConnectionStore, HandshakeProtocol};
-pub use error::{BoxError, Entity, Result, StoreError};
+pub use error::{BoxError, Entity, QueueCap, Result, StoreError};
 pub use ids::{ConnectionId, MessageId};
 pub use mediation::{
     KeylistAction, KeylistPage, KeylistResult, KeylistUpdate, KeylistUpdateOutcome,
     MediationRecord, MediationState, MediationStore,
 };
-pub use queue::{MessageQueue, QueueStatus, QueuedMessage};
+pub use queue::{MessageQueue, QueueLimits, QueueStatus, QueuedMessage};
 
 /// The mediator's three stores, as the handlers hold them.
 #[derive(Debug, Clone)]
@@ -52,12 +52,18 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Fresh in-memory stores (one instance only: nothing is shared with other processes).
+    /// Fresh in-memory stores (one instance only: nothing is shared with other processes), with
+    /// unlimited queues.
     pub fn memory() -> Self {
+        Self::memory_with_limits(QueueLimits::UNLIMITED)
+    }
+
+    /// Fresh in-memory stores whose queues have these limits.
+    pub fn memory_with_limits(limits: QueueLimits) -> Self {
         Self {
             connections: Arc::new(memory::MemoryConnectionStore::new()),
             mediation: Arc::new(memory::MemoryMediationStore::new()),
-            queue: Arc::new(memory::MemoryMessageQueue::new()),
+            queue: Arc::new(memory::MemoryMessageQueue::with_limits(limits)),
         }
     }
 }

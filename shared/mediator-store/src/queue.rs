@@ -18,11 +18,13 @@
 //! Ordering is strict FIFO by arrival within a queue, even for messages that arrive in the same
 //! millisecond (backends order by a per-queue sequence, not by time).
 //!
-//! Not here yet, and left room for: per-connection caps on message count and total bytes, and
-//! expiry of old messages. Caps will make `add` refuse with a new [`StoreError`](crate::StoreError)
-//! variant (the enum is non-exhaustive) rather than drop queued messages; expiry will drop the
-//! oldest messages past a configured age, and `status` / `take` will only see live ones. Nothing
-//! in this trait's contract assumes a queue is unbounded.
+//! Limits ([`QueueLimits`], given to a backend when it is made): a per-connection cap on the number
+//! of queued messages and on their bytes, checked atomically by `add`, which refuses a message
+//! over a cap with [`StoreError::QueueFull`](crate::StoreError::QueueFull) and stores nothing of
+//! it (queued messages are never dropped to make room); and an age past which a message expires:
+//! no operation sees it any more, it is removed (by any operation on its queue, and by
+//! [`MessageQueue::sweep_expired`] for queues nobody touches) and counted
+//! ([`MessageQueue::expired_count`]).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -68,6 +70,26 @@ pub struct QueueStatus {
     pub newest_received_ms: Option<u64>,
 }
 
+/// Per-connection limits of a queue backend. `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueLimits {
+    /// Most messages one connection's queue holds (waiting and in flight).
+    pub max_messages: Option<usize>,
+    /// Most payload bytes one connection's queue holds (waiting and in flight).
+    pub max_bytes: Option<u64>,
+    /// A message older than this (since `received_at_ms`) expires, ms.
+    pub message_ttl_ms: Option<u64>,
+}
+
+impl QueueLimits {
+    /// No caps, no expiry.
+    pub const UNLIMITED: Self = Self {
+        max_messages: None,
+        max_bytes: None,
+        message_ttl_ms: None,
+    };
+}
+
 /// The per-connection message queues. Used as `Arc<dyn MessageQueue>`.
 ///
 /// Queues of different connections never see each other's messages: every operation names its
@@ -75,7 +97,9 @@ pub struct QueueStatus {
 #[async_trait]
 pub trait MessageQueue: Send + Sync + std::fmt::Debug {
     /// Appends a message to a connection's queue and returns its new id. Durable backends return
-    /// only once the message is stored: the caller acknowledges the sender after this.
+    /// only once the message is stored: the caller acknowledges the sender after this. Over a cap
+    /// of the backend's [`QueueLimits`]: [`StoreError::QueueFull`](crate::StoreError::QueueFull),
+    /// and nothing is stored.
     async fn add(
         &self,
         connection_id: &ConnectionId,
@@ -136,4 +160,11 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
         connection_id: &ConnectionId,
         id: &MessageId,
     ) -> Result<Option<QueuedMessage>>;
+
+    /// Removes expired messages from up to `max_queues` queues that nobody touched (a background
+    /// task calls this; request paths expire as they go). Returns how many it removed.
+    async fn sweep_expired(&self, max_queues: usize) -> Result<u64>;
+
+    /// How many expired messages this handle (and its clones) removed since it was made.
+    fn expired_count(&self) -> u64;
 }

@@ -25,7 +25,9 @@ mod message_queue {
 
     use mediator_store::memory::MemoryMessageQueue;
 
-    mediator_store::message_queue_contract_tests!(|| async { Arc::new(MemoryMessageQueue::new()) });
+    mediator_store::message_queue_contract_tests!(|limits| async move {
+        Arc::new(MemoryMessageQueue::with_limits(limits))
+    });
 }
 
 /// The suite functions (what a backend crate can call in one go) run every check too.
@@ -44,8 +46,8 @@ mod suites {
             Arc::new(memory::MemoryMediationStore::new()) as Arc<dyn MediationStore>
         })
         .await;
-        contract::message_queue(|| async {
-            Arc::new(memory::MemoryMessageQueue::new()) as Arc<dyn MessageQueue>
+        contract::message_queue(|limits| async move {
+            Arc::new(memory::MemoryMessageQueue::with_limits(limits)) as Arc<dyn MessageQueue>
         })
         .await;
     }

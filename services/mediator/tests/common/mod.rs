@@ -48,7 +48,11 @@ impl Instance {
             ));
         }
         let config = Arc::new(Config::load(None, env).unwrap());
-        let mediator = Mediator::new(config, Stores::memory()).unwrap();
+        let mediator = Mediator::new(
+            config.clone(),
+            Stores::memory_with_limits(config.queue.limits()),
+        )
+        .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let server = mediator.clone();
         let task = tokio::spawn(async move {

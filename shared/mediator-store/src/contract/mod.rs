@@ -12,15 +12,22 @@
 //!   [`message_queue_contract_tests!`](crate::message_queue_contract_tests):
 //!
 //!   ```ignore
+//!   mod connection_store {
+//!       use std::sync::Arc;
+//!       mediator_store::connection_store_contract_tests!(|| async {
+//!           Arc::new(my_backend::RedisConnectionStore::new(test_redis(), unique_prefix()))
+//!       });
+//!   }
 //!   mod message_queue {
 //!       use std::sync::Arc;
-//!       mediator_store::message_queue_contract_tests!(|| async {
-//!           Arc::new(my_backend::RedisMessageQueue::new(test_redis(), unique_prefix()))
+//!       // The queue's factory takes the limits the check needs (`QueueLimits`).
+//!       mediator_store::message_queue_contract_tests!(|limits| async move {
+//!           Arc::new(my_backend::RedisMessageQueue::new(test_redis(), unique_prefix(), limits))
 //!       });
 //!   }
 //!   ```
-//!   The factory is called once per check; the calling crate needs `tokio` (with `macros` and
-//!   `rt-multi-thread`) as a dependency.
+//!   The factory is called once per check (and must give an empty store); its future must be
+//!   `Send + 'static`. The calling crate needs `tokio` (with `macros` and `rt-multi-thread`).
 //! - all checks of a suite in one call: [`connection_store`], [`mediation_store`],
 //!   [`message_queue`].
 //!
@@ -36,7 +43,7 @@ use std::{future::Future, sync::Arc};
 
 use didcomm_envelope::{KeyPair, VerKey};
 
-use crate::{ConnectionStore, MediationStore, MessageQueue};
+use crate::{ConnectionStore, MediationStore, MessageQueue, QueueLimits};
 
 /// A fresh random verkey.
 pub(crate) fn random_key() -> VerKey {
@@ -63,13 +70,21 @@ where
     crate::__mediation_store_checks!(__contract_run, make);
 }
 
-/// Runs every [`queue`] check, each on a fresh store from `make`.
+/// Runs every [`queue`] check, each on a fresh store from `make` (given the limits the check
+/// needs; checks of unlimited behaviour get [`QueueLimits::UNLIMITED`]).
 pub async fn message_queue<F, Fut>(make: F)
 where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn MessageQueue>>,
+    F: Fn(QueueLimits) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Arc<dyn MessageQueue>> + Send + 'static,
 {
-    crate::__message_queue_checks!(__contract_run, make);
+    let make = Arc::new(make);
+    let factory = move |limits: QueueLimits| -> queue::QueueFuture {
+        let make = make.clone();
+        Box::pin(async move { make(limits).await })
+    };
+    let unlimited = || factory(QueueLimits::UNLIMITED);
+    crate::__message_queue_checks!(__contract_run, unlimited);
+    crate::__message_queue_limit_checks!(__queue_limit_run, factory);
 }
 
 /// The checks of the [`ConnectionStore`] suite (the one list both ways of running use).
@@ -160,6 +175,69 @@ macro_rules! __message_queue_checks {
     };
 }
 
+/// The checks of the [`MessageQueue`] suite that need stores with limits (each is given a maker).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __message_queue_limit_checks {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {
+            [
+                cap_on_messages_refuses_and_stores_nothing,
+                cap_on_bytes_refuses_and_stores_nothing,
+                expired_messages_are_removed_and_counted,
+            ],
+            $($args)*
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __queue_limit_run {
+    ([$($check:ident),* $(,)?], $factory:ident) => {
+        $(
+            $crate::contract::queue::$check(&$factory).await;
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __queue_contract_tests {
+    ($suite:ident, $trait:ident, [$($check:ident),* $(,)?], $make:expr) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let make = $make;
+                let store: ::std::sync::Arc<dyn $crate::MessageQueue> =
+                    make($crate::QueueLimits::UNLIMITED).await;
+                $crate::contract::queue::$check(store).await;
+            }
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __queue_limit_contract_tests {
+    ([$($check:ident),* $(,)?], $make:expr) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let make = ::std::sync::Arc::new($make);
+                let factory = move |limits: $crate::QueueLimits| -> $crate::contract::queue::QueueFuture {
+                    let make = make.clone();
+                    ::std::boxed::Box::pin(async move {
+                        let store: ::std::sync::Arc<dyn $crate::MessageQueue> = make(limits).await;
+                        store
+                    })
+                };
+                $crate::contract::queue::$check(&factory).await;
+            }
+        )*
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_run {
@@ -209,10 +287,13 @@ macro_rules! mediation_store_contract_tests {
 
 /// Defines one `#[tokio::test]` per [`MessageQueue`] contract check, named after the check.
 ///
-/// The factory is as for [`connection_store_contract_tests!`](crate::connection_store_contract_tests).
+/// The factory takes a [`QueueLimits`](crate::QueueLimits) (the limits the check needs; most get
+/// [`QueueLimits::UNLIMITED`](crate::QueueLimits::UNLIMITED)) and gives a fresh, empty store as
+/// `Arc<T>` with `T: MessageQueue`; its future must be `Send + 'static`.
 #[macro_export]
 macro_rules! message_queue_contract_tests {
     ($make:expr $(,)?) => {
-        $crate::__message_queue_checks!(__contract_tests, $make);
+        $crate::__message_queue_checks!(__queue_contract_tests, $make);
+        $crate::__message_queue_limit_checks!(__queue_limit_contract_tests, $make);
     };
 }

@@ -1,12 +1,15 @@
 //! Contract checks of [`MessageQueue`]. Each takes a fresh, empty store.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use didcomm_envelope::VerKey;
 
 use super::random_key;
-use crate::{unix_ms_now, ConnectionId, MessageId, MessageQueue, QueueStatus, QueuedMessage};
+use crate::{
+    unix_ms_now, ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus,
+    QueuedMessage, StoreError,
+};
 
 async fn add(
     store: &dyn MessageQueue,
@@ -844,5 +847,153 @@ pub async fn concurrent_leases_never_share_a_message(store: Arc<dyn MessageQueue
     assert_eq!(
         seen, added,
         "concurrent lease: not every message was handed out"
+    );
+}
+
+/// What a limit check is given: a maker of fresh, empty stores with the limits it asks for.
+pub type QueueFuture = Pin<Box<dyn Future<Output = Arc<dyn MessageQueue>> + Send>>;
+
+/// A maker of fresh, empty stores with given limits (see [`QueueFuture`]).
+pub type MakeQueue<'a> = &'a (dyn Fn(QueueLimits) -> QueueFuture + Send + Sync);
+
+fn limits() -> QueueLimits {
+    QueueLimits::UNLIMITED
+}
+
+/// With a cap of 3 messages, a 4th is refused with `QueueFull` and nothing of it is stored; in
+/// flight messages count; after an acknowledgement there is room again; other connections have
+/// their own cap.
+pub async fn cap_on_messages_refuses_and_stores_nothing(make: MakeQueue<'_>) {
+    let store = make(QueueLimits {
+        max_messages: Some(3),
+        ..limits()
+    })
+    .await;
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let first = store
+        .add_leased(&conn, &[key], Bytes::from_static(b"m0"), 60_000)
+        .await
+        .expect("add_leased under the cap failed");
+    for i in 1..3 {
+        add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await;
+    }
+    let err = store
+        .add(&conn, &[key], Bytes::from_static(b"m3"))
+        .await
+        .expect_err("add over the message cap must fail");
+    assert!(
+        matches!(&err, StoreError::QueueFull { connection, cap: QueueCap::Messages(3) } if *connection == conn),
+        "over the message cap: expected QueueFull(Messages(3)) for the connection, got {err:?}"
+    );
+    assert!(
+        store
+            .add_leased(&conn, &[key], Bytes::from_static(b"m3"), 60_000)
+            .await
+            .is_err_and(|e| e.is_queue_full()),
+        "add_leased over the message cap must fail with QueueFull"
+    );
+    let held = take_all(&*store, &conn).await;
+    assert_eq!(held.len(), 3, "a refused message was stored");
+    assert!(
+        held.iter().all(|m| &m.payload[..] != b"m3"),
+        "a refused message was stored"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!((s.message_count, s.in_flight), (2, 1));
+    add(&*store, &ConnectionId::generate(), &[key], b"other").await;
+    store.remove(&conn, &[first]).await.expect("remove failed");
+    add(&*store, &conn, &[key], b"m3").await;
+}
+
+/// With a cap of 10 bytes, a message that would pass it is refused and nothing is stored; one
+/// that fits exactly is taken.
+pub async fn cap_on_bytes_refuses_and_stores_nothing(make: MakeQueue<'_>) {
+    let store = make(QueueLimits {
+        max_bytes: Some(10),
+        ..limits()
+    })
+    .await;
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    add(&*store, &conn, &[key], b"123456").await;
+    let err = store
+        .add(&conn, &[key], Bytes::from_static(b"12345"))
+        .await
+        .expect_err("add over the byte cap must fail");
+    assert!(
+        matches!(
+            &err,
+            StoreError::QueueFull {
+                cap: QueueCap::Bytes(10),
+                ..
+            }
+        ),
+        "over the byte cap: expected QueueFull(Bytes(10)), got {err:?}"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!(
+        (s.message_count, s.total_bytes),
+        (1, 6),
+        "a refused message changed the figures"
+    );
+    add(&*store, &conn, &[key], b"1234").await;
+    assert!(
+        store
+            .add(
+                &ConnectionId::generate(),
+                &[key],
+                Bytes::from(vec![0u8; 11])
+            )
+            .await
+            .is_err_and(|e| e.is_queue_full()),
+        "a message larger than the whole cap must be refused"
+    );
+}
+
+/// Messages older than the TTL are seen by no operation, removed and counted, and a sweep removes
+/// them from queues nobody touches.
+pub async fn expired_messages_are_removed_and_counted(make: MakeQueue<'_>) {
+    let store = make(QueueLimits {
+        message_ttl_ms: Some(100),
+        ..limits()
+    })
+    .await;
+    let (conn, idle) = (ConnectionId::generate(), ConnectionId::generate());
+    let key = random_key();
+    let old = add(&*store, &conn, &[key], b"old-1").await;
+    add(&*store, &conn, &[key], b"old-2").await;
+    for i in 0..3 {
+        add(&*store, &idle, &[key], format!("idle-{i}").as_bytes()).await;
+    }
+    assert_eq!(store.expired_count(), 0, "nothing has expired yet");
+    // Waiting on the clock past a 100 ms age: what is checked is the expiry itself.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let fresh = add(&*store, &conn, &[key], b"new").await;
+    assert_eq!(
+        ids(&take_all(&*store, &conn).await),
+        [fresh],
+        "take: expired messages are still seen"
+    );
+    assert_eq!(
+        store.get(&conn, &old).await.expect("get failed"),
+        None,
+        "get: an expired message is still found"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!(s.message_count, 1, "status: expired messages counted");
+    assert_eq!(store.expired_count(), 2, "expired messages not counted");
+
+    assert_eq!(
+        store.sweep_expired(1000).await.expect("sweep failed"),
+        3,
+        "sweep: the idle queue's expired messages were not removed"
+    );
+    assert_eq!(store.expired_count(), 5);
+    assert_eq!(status(&*store, &idle, None).await, QueueStatus::default());
+    assert_eq!(
+        store.sweep_expired(1000).await.expect("sweep failed"),
+        0,
+        "a second sweep found more"
     );
 }

@@ -2,7 +2,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use async_trait::async_trait;
@@ -11,9 +14,9 @@ use didcomm_envelope::VerKey;
 
 use super::lock;
 use crate::{
-    error::Result,
+    error::{QueueCap, Result, StoreError},
     ids::{ConnectionId, MessageId},
-    queue::{MessageQueue, QueueStatus, QueuedMessage},
+    queue::{MessageQueue, QueueLimits, QueueStatus, QueuedMessage},
     unix_ms_now,
 };
 
@@ -22,6 +25,8 @@ use crate::{
 pub struct MemoryMessageQueue {
     // std Mutex: held only inside a synchronous block, never across an await (see module docs).
     state: Arc<Mutex<State>>,
+    limits: QueueLimits,
+    expired: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -50,12 +55,56 @@ impl Entry {
 struct Queue {
     by_seq: BTreeMap<u64, Entry>,
     seq_of: HashMap<MessageId, u64>,
+    /// Payload bytes of all its messages (the byte cap).
+    total_bytes: u64,
+}
+
+impl Queue {
+    /// Drops the messages received before `cutoff_ms` (the oldest come first); returns how many.
+    fn expire(&mut self, cutoff_ms: u64) -> u64 {
+        let mut expired = 0;
+        while let Some(entry) = self.by_seq.first_entry() {
+            if entry.get().message.received_at_ms >= cutoff_ms {
+                break;
+            }
+            let entry = entry.remove();
+            self.seq_of.remove(&entry.message.id);
+            self.total_bytes -= payload_len(&entry.message);
+            expired += 1;
+        }
+        expired
+    }
 }
 
 impl MemoryMessageQueue {
-    /// Empty queues.
+    /// Empty queues without caps or expiry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Empty queues with these limits.
+    pub fn with_limits(limits: QueueLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Expires the messages of `connection_id`'s queue that are past their age, dropping the
+    /// queue when it empties; counts them.
+    fn expire(&self, state: &mut State, connection_id: &ConnectionId, now: u64) {
+        let Some(ttl) = self.limits.message_ttl_ms else {
+            return;
+        };
+        if let Some(queue) = state.queues.get_mut(connection_id) {
+            let n = queue.expire(now.saturating_sub(ttl));
+            if n > 0 {
+                self.expired.fetch_add(n, Ordering::Relaxed);
+                if queue.by_seq.is_empty() {
+                    state.queues.remove(connection_id);
+                }
+            }
+        }
     }
 
     fn insert(
@@ -68,6 +117,24 @@ impl MemoryMessageQueue {
         let id = MessageId::generate();
         let now = unix_ms_now();
         let mut state = lock(&self.state, "message queue")?;
+        self.expire(&mut state, connection_id, now);
+        let (count, bytes) = state
+            .queues
+            .get(connection_id)
+            .map_or((0, 0), |q| (q.by_seq.len(), q.total_bytes));
+        let cap = match (self.limits.max_messages, self.limits.max_bytes) {
+            (Some(max), _) if count >= max => Some(QueueCap::Messages(max)),
+            (_, Some(max)) if bytes.saturating_add(payload.len() as u64) > max => {
+                Some(QueueCap::Bytes(max))
+            }
+            _ => None,
+        };
+        if let Some(cap) = cap {
+            return Err(StoreError::QueueFull {
+                connection: connection_id.clone(),
+                cap,
+            });
+        }
         let seq = state.next_seq;
         state.next_seq += 1;
         let queue = state.queues.entry(connection_id.clone()).or_default();
@@ -85,6 +152,7 @@ impl MemoryMessageQueue {
             received_at_ms: newest.map_or(now, |newest| newest.max(now)),
             deliveries: u32::from(lease_ms.is_some()),
         };
+        queue.total_bytes += payload_len(&message);
         queue.seq_of.insert(id.clone(), seq);
         queue.by_seq.insert(
             seq,
@@ -135,6 +203,7 @@ impl MessageQueue for MemoryMessageQueue {
     ) -> Result<Vec<QueuedMessage>> {
         let now = unix_ms_now();
         let mut state = lock(&self.state, "message queue")?;
+        self.expire(&mut state, connection_id, now);
         let Some(queue) = state.queues.get_mut(connection_id) else {
             return Ok(Vec::new());
         };
@@ -180,7 +249,8 @@ impl MessageQueue for MemoryMessageQueue {
         recipient_key: Option<&VerKey>,
     ) -> Result<QueueStatus> {
         let now = unix_ms_now();
-        let state = lock(&self.state, "message queue")?;
+        let mut state = lock(&self.state, "message queue")?;
+        self.expire(&mut state, connection_id, now);
         let Some(queue) = state.queues.get(connection_id) else {
             return Ok(QueueStatus::default());
         };
@@ -211,7 +281,8 @@ impl MessageQueue for MemoryMessageQueue {
         limit: usize,
         recipient_key: Option<&VerKey>,
     ) -> Result<Vec<QueuedMessage>> {
-        let state = lock(&self.state, "message queue")?;
+        let mut state = lock(&self.state, "message queue")?;
+        self.expire(&mut state, connection_id, unix_ms_now());
         Ok(state
             .queues
             .get(connection_id)
@@ -238,7 +309,8 @@ impl MessageQueue for MemoryMessageQueue {
             let Some(seq) = queue.seq_of.remove(id) else {
                 continue;
             };
-            if queue.by_seq.remove(&seq).is_some() {
+            if let Some(entry) = queue.by_seq.remove(&seq) {
+                queue.total_bytes -= payload_len(&entry.message);
                 removed += 1;
             }
         }
@@ -253,7 +325,8 @@ impl MessageQueue for MemoryMessageQueue {
         connection_id: &ConnectionId,
         id: &MessageId,
     ) -> Result<Option<QueuedMessage>> {
-        let state = lock(&self.state, "message queue")?;
+        let mut state = lock(&self.state, "message queue")?;
+        self.expire(&mut state, connection_id, unix_ms_now());
         Ok(state.queues.get(connection_id).and_then(|queue| {
             queue
                 .seq_of
@@ -261,5 +334,30 @@ impl MessageQueue for MemoryMessageQueue {
                 .and_then(|seq| queue.by_seq.get(seq))
                 .map(|e| e.message.clone())
         }))
+    }
+
+    async fn sweep_expired(&self, max_queues: usize) -> Result<u64> {
+        let Some(ttl) = self.limits.message_ttl_ms else {
+            return Ok(0);
+        };
+        let cutoff = unix_ms_now().saturating_sub(ttl);
+        let mut state = lock(&self.state, "message queue")?;
+        let mut removed = 0;
+        let mut emptied = Vec::new();
+        for (connection, queue) in state.queues.iter_mut().take(max_queues) {
+            removed += queue.expire(cutoff);
+            if queue.by_seq.is_empty() {
+                emptied.push(connection.clone());
+            }
+        }
+        for connection in emptied {
+            state.queues.remove(&connection);
+        }
+        self.expired.fetch_add(removed, Ordering::Relaxed);
+        Ok(removed)
+    }
+
+    fn expired_count(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
     }
 }
