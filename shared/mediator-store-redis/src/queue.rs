@@ -1,0 +1,405 @@
+//! [`MessageQueue`] on Redis: one connection's queue is six keys under that connection's own hash
+//! tag (`{<prefix>q:<connection id>}`), so every operation is one Lua script on one slot: atomic,
+//! one round trip, and spread over a Redis Cluster by connection.
+//!
+//! The layout is written once, at the top of `lua/queue_common.lua`. Times (arrival, leases,
+//! expiry) are the Redis server's clock, so instances whose clocks differ agree on them. An
+//! empty queue leaves no key. Queues are also listed in one set (`{<prefix>qidx}:queues`, added
+//! when a queue gets its first message) that only the background sweep reads, with SSCAN: no
+//! request path scans anything. This module must not read a queue and then write on the strength
+//! of that read from the client: every check-then-write happens inside one script.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, LazyLock, Mutex,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_redis::{
+    redis::{self, Script, Value},
+    Pool,
+};
+use didcomm_envelope::VerKey;
+use mediator_store::{
+    ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus, QueuedMessage,
+    Result, StoreError,
+};
+
+use crate::{
+    error::{self, ReplyError},
+    keys::{stored_key, QueueKeys},
+};
+
+/// Every queue script starts with the shared helpers (`queue_common.lua`).
+macro_rules! queue_script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/queue_common.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+static ADD: LazyLock<Script> = queue_script!("queue_add.lua");
+static LEASE: LazyLock<Script> = queue_script!("queue_lease.lua");
+static TAKE: LazyLock<Script> = queue_script!("queue_take.lua");
+static GET: LazyLock<Script> = queue_script!("queue_get.lua");
+static STATUS: LazyLock<Script> = queue_script!("queue_status.lua");
+static RELEASE: LazyLock<Script> = queue_script!("queue_release.lua");
+static REMOVE: LazyLock<Script> = queue_script!("queue_remove.lua");
+static EXPIRE: LazyLock<Script> = queue_script!("queue_expire.lua");
+
+/// Message queues in Redis. Clones share the pool and the counters (cheap to clone).
+#[derive(Clone)]
+pub struct RedisMessageQueue {
+    pool: Pool,
+    prefix: Arc<str>,
+    index: Arc<str>,
+    limits: QueueLimits,
+    expired: Arc<AtomicU64>,
+    /// Where the next sweep resumes its SSCAN of the queue index.
+    sweep_cursor: Arc<Mutex<u64>>,
+}
+
+impl std::fmt::Debug for RedisMessageQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisMessageQueue")
+            .field("prefix", &self.prefix)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Script arguments for "no limit".
+const NONE: i64 = -1;
+
+fn cap_arg<T: TryInto<i64>>(cap: Option<T>) -> i64 {
+    cap.and_then(|c| c.try_into().ok()).unwrap_or(NONE)
+}
+
+impl RedisMessageQueue {
+    /// Queues whose keys are under `prefix`, with these limits. No round trip.
+    pub fn new(pool: Pool, prefix: &str, limits: QueueLimits) -> Self {
+        Self {
+            pool,
+            index: QueueKeys::index(prefix).into(),
+            prefix: prefix.into(),
+            limits,
+            expired: Arc::default(),
+            sweep_cursor: Arc::default(),
+        }
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection> {
+        self.pool.get().await.map_err(error::pool)
+    }
+
+    /// A script invocation on `connection_id`'s queue keys, its TTL argument set.
+    fn invoke<'s>(
+        &self,
+        script: &'s Script,
+        connection_id: &ConnectionId,
+    ) -> redis::ScriptInvocation<'s> {
+        let keys = QueueKeys::new(&self.prefix, connection_id);
+        let mut call = script.prepare_invoke();
+        for key in keys.all() {
+            call.key(key);
+        }
+        call.arg(self.limits.message_ttl_ms.unwrap_or(0));
+        call
+    }
+
+    fn count_expired(&self, n: i64) {
+        if n > 0 {
+            self.expired.fetch_add(n.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    async fn insert(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+        lease_ms: u64,
+    ) -> Result<MessageId> {
+        let id = MessageId::generate();
+        let keys: Vec<String> = recipient_keys.iter().map(stored_key).collect();
+        let mut call = self.invoke(&ADD, connection_id);
+        call.arg(id.as_str())
+            .arg(&payload[..])
+            .arg(keys.join(","))
+            .arg(lease_ms)
+            .arg(cap_arg(self.limits.max_messages))
+            .arg(cap_arg(self.limits.max_bytes));
+        let mut conn = self.connection().await?;
+        let (code, value, expired): (i64, i64, i64) =
+            call.invoke_async(&mut conn).await.map_err(error::redis)?;
+        self.count_expired(expired);
+        let full = |cap| StoreError::QueueFull {
+            connection: connection_id.clone(),
+            cap,
+        };
+        match code {
+            0 => {
+                if value == 1 {
+                    // First message of an idle queue: list it for the sweep (rare, so this
+                    // second round trip stays off the common path).
+                    redis::cmd("SADD")
+                        .arg(&*self.index)
+                        .arg(connection_id.as_str())
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .map_err(error::redis)?;
+                }
+                Ok(id)
+            }
+            1 => Err(full(QueueCap::Messages(
+                usize::try_from(value).unwrap_or(0),
+            ))),
+            2 => Err(full(QueueCap::Bytes(value.unsigned_abs()))),
+            code => Err(error::reply(ReplyError::UnknownCode {
+                script: "queue_add",
+                code,
+            })),
+        }
+    }
+
+    /// Reads `{expired, id, payload, meta, ...}` replies.
+    fn messages(
+        &self,
+        connection_id: &ConnectionId,
+        reply: Vec<Value>,
+    ) -> Result<Vec<QueuedMessage>> {
+        let mut items = reply.into_iter();
+        let expired: i64 = items
+            .next()
+            .map(redis::from_redis_value)
+            .transpose()
+            .map_err(error::parsing)?
+            .unwrap_or(0);
+        self.count_expired(expired);
+        let rest: Vec<Value> = items.collect();
+        let mut out = Vec::with_capacity(rest.len() / 3);
+        for triple in rest.chunks(3) {
+            let [id, payload, meta] = triple else {
+                return Err(error::reply(ReplyError::UnknownCode {
+                    script: "queue list reply",
+                    code: i64::try_from(triple.len()).unwrap_or(-1),
+                }));
+            };
+            let id: String = redis::from_redis_value_ref(id).map_err(error::parsing)?;
+            let payload: Vec<u8> = redis::from_redis_value_ref(payload).map_err(error::parsing)?;
+            let meta: String = redis::from_redis_value_ref(meta).map_err(error::parsing)?;
+            out.push(decode(connection_id, id, payload, &meta)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The `meta` field of a message could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("queued message metadata {0:?} is not `<received_ms>|<deliveries>|<keys>`")]
+struct BadMeta(String);
+
+fn decode(
+    connection_id: &ConnectionId,
+    id: String,
+    payload: Vec<u8>,
+    meta: &str,
+) -> Result<QueuedMessage> {
+    let bad = || error::corrupt(format!("queued message {id}"), BadMeta(meta.to_owned()));
+    let mut parts = meta.splitn(3, '|');
+    let (Some(received), Some(deliveries), Some(keys)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let received_at_ms = received.parse().map_err(|_| bad())?;
+    let deliveries = deliveries.parse().map_err(|_| bad())?;
+    let recipient_keys = keys
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(VerKey::parse)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| error::corrupt(format!("recipient key of queued message {id}"), e))?;
+    Ok(QueuedMessage {
+        id: MessageId::from(id),
+        connection_id: connection_id.clone(),
+        recipient_keys,
+        payload: Bytes::from(payload),
+        received_at_ms,
+        deliveries,
+    })
+}
+
+fn key_arg(key: Option<&VerKey>) -> String {
+    key.map(stored_key).unwrap_or_default()
+}
+
+#[async_trait]
+impl MessageQueue for RedisMessageQueue {
+    // Hot path: one script, one round trip per Forward.
+    async fn add(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+    ) -> Result<MessageId> {
+        self.insert(connection_id, recipient_keys, payload, 0).await
+    }
+
+    async fn add_leased(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+        lease_ms: u64,
+    ) -> Result<MessageId> {
+        self.insert(connection_id, recipient_keys, payload, lease_ms.max(1))
+            .await
+    }
+
+    async fn lease(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+        recipient_key: Option<&VerKey>,
+        lease_ms: u64,
+    ) -> Result<Vec<QueuedMessage>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut call = self.invoke(&LEASE, connection_id);
+        call.arg(limit)
+            .arg(key_arg(recipient_key))
+            .arg(lease_ms.max(1));
+        let mut conn = self.connection().await?;
+        let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(error::redis)?;
+        self.messages(connection_id, reply)
+    }
+
+    async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut call = self.invoke(&RELEASE, connection_id);
+        for id in ids {
+            call.arg(id.as_str());
+        }
+        let mut conn = self.connection().await?;
+        call.invoke_async(&mut conn).await.map_err(error::redis)
+    }
+
+    async fn status(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_key: Option<&VerKey>,
+    ) -> Result<QueueStatus> {
+        let mut call = self.invoke(&STATUS, connection_id);
+        call.arg(key_arg(recipient_key));
+        let mut conn = self.connection().await?;
+        let (expired, count, bytes, in_flight, oldest, newest): (i64, i64, i64, i64, i64, i64) =
+            call.invoke_async(&mut conn).await.map_err(error::redis)?;
+        self.count_expired(expired);
+        let time = |ms: i64| u64::try_from(ms).ok();
+        Ok(QueueStatus {
+            message_count: usize::try_from(count).unwrap_or(0),
+            in_flight: usize::try_from(in_flight).unwrap_or(0),
+            total_bytes: u64::try_from(bytes).unwrap_or(0),
+            oldest_received_ms: time(oldest),
+            newest_received_ms: time(newest),
+        })
+    }
+
+    async fn take(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+        recipient_key: Option<&VerKey>,
+    ) -> Result<Vec<QueuedMessage>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut call = self.invoke(&TAKE, connection_id);
+        call.arg(limit).arg(key_arg(recipient_key));
+        let mut conn = self.connection().await?;
+        let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(error::redis)?;
+        self.messages(connection_id, reply)
+    }
+
+    async fn remove(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut call = self.invoke(&REMOVE, connection_id);
+        for id in ids {
+            call.arg(id.as_str());
+        }
+        let mut conn = self.connection().await?;
+        call.invoke_async(&mut conn).await.map_err(error::redis)
+    }
+
+    async fn get(
+        &self,
+        connection_id: &ConnectionId,
+        id: &MessageId,
+    ) -> Result<Option<QueuedMessage>> {
+        let mut call = self.invoke(&GET, connection_id);
+        call.arg(id.as_str());
+        let mut conn = self.connection().await?;
+        let (expired, payload, meta): (i64, Option<Vec<u8>>, Option<String>) =
+            call.invoke_async(&mut conn).await.map_err(error::redis)?;
+        self.count_expired(expired);
+        match (payload, meta) {
+            (Some(payload), Some(meta)) => {
+                decode(connection_id, id.as_str().to_owned(), payload, &meta).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn sweep_expired(&self, max_queues: usize) -> Result<u64> {
+        if self.limits.message_ttl_ms.is_none() {
+            return Ok(0);
+        }
+        let cursor = *self.sweep_cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.connection().await?;
+        let (next, connections): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(&*self.index)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(max_queues.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(error::redis)?;
+        *self.sweep_cursor.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        let mut removed = 0u64;
+        for connection in connections {
+            let id = ConnectionId::from(connection);
+            let (expired, empty): (i64, i64) = self
+                .invoke(&EXPIRE, &id)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(error::redis)?;
+            self.count_expired(expired);
+            removed += expired.unsigned_abs();
+            if empty == 1 {
+                // An add between the script and this SREM leaves a live queue unlisted: its
+                // messages still expire when it is touched, and its keys' PEXPIRE is the net.
+                redis::cmd("SREM")
+                    .arg(&*self.index)
+                    .arg(id.as_str())
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(error::redis)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn expired_count(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,341 @@
+//! What the contract suites cannot see: Redis specifics of these backends (stored forms, bad
+//! data, prefixes, Redis Cluster slots, a Redis restart) and the test server helper itself.
+
+use std::{sync::Arc, time::Duration};
+
+use didcomm_envelope::{KeyPair, VerKey};
+use mediator_store::{
+    contract, ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, HandshakeProtocol,
+    KeylistAction, KeylistResult, KeylistUpdate, MediationStore, MessageQueue, StoreError,
+};
+use mediator_store_redis::{
+    deadpool_redis::{redis, Pool},
+    testing::RedisServer,
+    RedisConnectionStore, RedisMediationStore, RedisMessageQueue,
+};
+
+fn key() -> VerKey {
+    *KeyPair::generate().expect("key generation").verkey()
+}
+
+fn prefix() -> String {
+    format!("backend-{}:", uuid::Uuid::new_v4())
+}
+
+fn record() -> ConnectionRecord {
+    let id = ConnectionId::generate();
+    ConnectionRecord {
+        thread_id: format!("thread-{id}"),
+        invitation_id: None,
+        their_label: None,
+        their_did: "did:peer:2.test".to_owned(),
+        their_did_doc: None,
+        their_keys: vec![key()],
+        their_routing_keys: Vec::new(),
+        their_endpoint: None,
+        my_did: "did:peer:2.mediator".to_owned(),
+        my_verkey: key(),
+        state: ConnectionState::Completed,
+        protocol: HandshakeProtocol::DidExchange { minor: 1 },
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        id,
+    }
+}
+
+fn add(key: VerKey) -> KeylistUpdate {
+    KeylistUpdate {
+        key,
+        action: KeylistAction::Add,
+    }
+}
+
+async fn raw<T: redis::FromRedisValue>(pool: &Pool, cmd: &redis::Cmd) -> T {
+    let mut conn = pool.get().await.expect("pool connection");
+    cmd.query_async(&mut conn).await.expect("raw command")
+}
+
+fn is_corrupt<T>(result: &Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Corrupt { .. }))
+}
+
+fn server() -> RedisServer {
+    RedisServer::start().expect("starting a test redis-server")
+}
+
+#[tokio::test]
+async fn keys_are_stored_in_base58_under_the_store_tag() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let mediation = RedisMediationStore::new(pool.clone(), "tenant-a:");
+    let conn = ConnectionId::from("c-1");
+    let k = key();
+    let parsed = VerKey::parse(&k.to_did_key()).expect("did:key");
+    mediation
+        .update_keylist(&conn, &[add(parsed)])
+        .await
+        .expect("update_keylist");
+    let owner: Option<String> = raw(
+        &pool,
+        redis::cmd("HGET")
+            .arg("{tenant-a:m}:key-owner")
+            .arg(k.to_base58()),
+    )
+    .await;
+    assert_eq!(
+        owner.as_deref(),
+        Some("c-1"),
+        "routing entry not under base58"
+    );
+    let listed: Vec<String> = raw(
+        &pool,
+        redis::cmd("ZRANGE")
+            .arg("{tenant-a:m}:keylist:c-1")
+            .arg(0)
+            .arg(-1),
+    )
+    .await;
+    assert_eq!(listed, [k.to_base58()], "keylist entry not base58");
+
+    let connections = RedisConnectionStore::new(pool.clone(), "tenant-a:");
+    let rec = record();
+    connections.insert(&rec).await.expect("insert");
+    let by_my: Option<String> = raw(
+        &pool,
+        redis::cmd("HGET")
+            .arg("{tenant-a:c}:by-my-verkey")
+            .arg(rec.my_verkey.to_base58()),
+    )
+    .await;
+    assert_eq!(by_my.as_deref(), Some(rec.id.as_str()));
+}
+
+#[tokio::test]
+async fn prefixes_isolate_and_same_prefix_shares() {
+    let server = server();
+    let (a, b) = (prefix(), prefix());
+    let store_a = RedisMediationStore::new(server.pool().expect("pool"), &a);
+    let store_b = RedisMediationStore::new(server.pool().expect("pool"), &b);
+    let again_a = RedisMediationStore::new(server.pool().expect("pool"), &a);
+    let k = key();
+    let (ca, cb) = (ConnectionId::generate(), ConnectionId::generate());
+    store_a.update_keylist(&ca, &[add(k)]).await.expect("add");
+    assert_eq!(
+        store_b
+            .update_keylist(&cb, &[add(k)])
+            .await
+            .expect("add")
+            .first()
+            .map(|o| o.result),
+        Some(KeylistResult::Success),
+        "a key of another prefix's store is taken here"
+    );
+    assert_eq!(
+        again_a.connection_for_key(&k).await.expect("lookup"),
+        Some(ca),
+        "a second store on the same prefix does not see the first's keys"
+    );
+}
+
+#[tokio::test]
+async fn undecodable_records_are_corrupt_errors_not_panics() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let p = prefix();
+    let connections = RedisConnectionStore::new(pool.clone(), &p);
+    let rec = record();
+    connections.insert(&rec).await.expect("insert");
+    let records = format!("{{{p}c}}:records");
+    let () = raw(
+        &pool,
+        redis::cmd("HSET")
+            .arg(&records)
+            .arg(rec.id.as_str())
+            .arg("{not a record"),
+    )
+    .await;
+    let got = connections.get(&rec.id).await;
+    assert!(is_corrupt(&got), "get of a damaged record: {got:?}");
+    let got = connections.find_by_my_verkey(&rec.my_verkey).await;
+    assert!(
+        is_corrupt(&got),
+        "find_by_my_verkey of a damaged record: {got:?}"
+    );
+    let got = connections.find_by_their_verkey(&rec.their_keys[0]).await;
+    assert!(
+        is_corrupt(&got),
+        "find_by_their_verkey of a damaged record: {got:?}"
+    );
+    let got = connections.update(&rec).await;
+    assert!(is_corrupt(&got), "update of a damaged record: {got:?}");
+    let got = connections.delete(&rec.id).await;
+    assert!(is_corrupt(&got), "delete of a damaged record: {got:?}");
+
+    let mediation = RedisMediationStore::new(pool.clone(), &p);
+    let conn = ConnectionId::generate();
+    let () = raw(
+        &pool,
+        redis::cmd("HSET")
+            .arg(format!("{{{p}m}}:records"))
+            .arg(conn.as_str())
+            .arg("[]"),
+    )
+    .await;
+    let got = mediation.get(&conn).await;
+    assert!(is_corrupt(&got), "get of a damaged mediation: {got:?}");
+    let () = raw(
+        &pool,
+        redis::cmd("ZADD")
+            .arg(format!("{{{p}m}}:keylist:{conn}"))
+            .arg(1)
+            .arg("not-base58-0OIl"),
+    )
+    .await;
+    let got = mediation.keylist(&conn, 0, 10).await;
+    assert!(is_corrupt(&got), "a damaged keylist entry: {got:?}");
+
+    // A key of the wrong type is the backend's failure (WRONGTYPE), with the client's error kept.
+    let () = raw(&pool, redis::cmd("SET").arg(&records).arg("x")).await;
+    match connections.get(&rec.id).await {
+        Err(err @ StoreError::Backend(_)) => {
+            let source = std::error::Error::source(&err).expect("source kept");
+            assert!(
+                source.downcast_ref::<redis::RedisError>().is_some(),
+                "backend error source is not the redis error: {source:?}"
+            );
+        }
+        other => panic!("get on a wrong-type key: expected Backend, got {other:?}"),
+    }
+}
+
+/// A one-node Redis Cluster owning every slot rejects any command or script whose keys span
+/// slots (CROSSSLOT): both suites passing there shows each store keeps to one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suites_pass_on_a_one_node_cluster() {
+    let server = RedisServer::start_with_args([
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ])
+    .expect("starting a cluster-mode redis-server");
+    let pool = server.pool().expect("pool");
+    let () = raw(
+        &pool,
+        redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(0).arg(16383),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = raw(&pool, redis::cmd("CLUSTER").arg("INFO")).await;
+        if info.contains("cluster_state:ok") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the one-node cluster did not become ok: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Really in cluster mode: two untagged keys in one MSET are refused.
+    let mut conn = pool.get().await.expect("pool connection");
+    let crossslot: Result<(), _> = redis::cmd("MSET")
+        .arg("a")
+        .arg(1)
+        .arg("b")
+        .arg(2)
+        .query_async(&mut conn)
+        .await;
+    drop(conn);
+    assert!(
+        crossslot.is_err(),
+        "cluster mode does not refuse cross-slot commands"
+    );
+
+    contract::connection_store(|| async {
+        Arc::new(RedisConnectionStore::new(pool.clone(), &prefix())) as Arc<dyn ConnectionStore>
+    })
+    .await;
+    contract::mediation_store(|| async {
+        Arc::new(RedisMediationStore::new(pool.clone(), &prefix())) as Arc<dyn MediationStore>
+    })
+    .await;
+    let queue_pool = pool.clone();
+    contract::message_queue(move |limits| {
+        let pool = queue_pool.clone();
+        async move {
+            Arc::new(RedisMessageQueue::new(pool, &prefix(), limits)) as Arc<dyn MessageQueue>
+        }
+    })
+    .await;
+}
+
+/// With the append-only file, data survives a kill -9 and a restart on the same port; while the
+/// server is down operations fail as backend errors; after it, the scripts (gone with the
+/// restart) are loaded again by themselves.
+#[tokio::test]
+async fn restart_with_aof_keeps_data_and_reloads_scripts() {
+    let mut server =
+        RedisServer::start_with_args(["--appendonly", "yes", "--appendfsync", "always"])
+            .expect("starting a redis-server with AOF");
+    let port = server.port();
+    let first_pid = server.pid();
+    let store = RedisConnectionStore::new(server.pool().expect("pool"), &prefix());
+    let rec = record();
+    store.insert(&rec).await.expect("insert");
+    assert!(
+        store
+            .find_by_my_verkey(&rec.my_verkey)
+            .await
+            .expect("find")
+            .is_some(),
+        "inserted record not found"
+    );
+
+    server.stop().expect("stop");
+    assert_eq!(server.pid(), None, "stopped server still has a pid");
+    let down = store.get(&rec.id).await;
+    assert!(
+        matches!(down, Err(StoreError::Backend(_))),
+        "with Redis down: expected a backend error, got {down:?}"
+    );
+
+    server.restart().expect("restart");
+    assert_eq!(server.port(), port, "restart moved the port");
+    assert_ne!(server.pid(), first_pid, "restart kept the old process");
+    // The same store and pool: the pool drops its connection to the killed process on recycle.
+    assert_eq!(
+        store
+            .find_by_my_verkey(&rec.my_verkey)
+            .await
+            .expect("find after restart (script loaded again)"),
+        Some(rec),
+        "record lost across a restart with appendfsync always"
+    );
+}
+
+#[test]
+fn drop_kills_and_reaps_the_server_and_removes_its_dir() {
+    let server = server();
+    let pid = server.pid().expect("running");
+    let dir = server.dir().to_owned();
+    assert_ne!(server.port(), 6379, "a test server on the shared port");
+    assert!(dir.exists());
+    drop(server);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "redis-server {pid} still exists (running or unreaped) after drop"
+    );
+    assert!(!dir.exists(), "directory left behind");
+}
+
+#[test]
+fn bad_arguments_are_an_error_with_the_log() {
+    let err = RedisServer::start_with_args(["--no-such-option", "1"])
+        .expect_err("redis-server started with a bad option");
+    let text = err.to_string();
+    assert!(
+        text.contains("exited") && text.to_lowercase().contains("no-such-option"),
+        "error does not say it exited, with the log: {text}"
+    );
+}
