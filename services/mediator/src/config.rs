@@ -49,6 +49,65 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Per-connection queue limits.
     pub queue: QueueConfig,
+    /// Where connections, mediation records and queues are kept.
+    pub storage: StorageConfig,
+}
+
+/// Which storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageBackend {
+    /// In this process: one instance only, lost on exit (the embedded default).
+    Memory,
+    /// Redis (or Redis Cluster): shared by every instance of a cluster.
+    Redis,
+}
+
+/// Where connections, mediation records and queues are kept.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageConfig {
+    /// Which backend.
+    pub backend: StorageBackend,
+    /// The Redis backend's settings.
+    pub redis: RedisConfig,
+}
+
+/// The Redis backend's settings.
+#[derive(Clone, Deserialize)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`).
+    pub url: String,
+    /// Prefix of every key (several deployments can share one Redis).
+    pub key_prefix: String,
+    /// Most pooled connections per instance.
+    pub pool_size: usize,
+    /// Refuse to start when Redis may evict keys (`maxmemory-policy` other than `noeviction`):
+    /// an evicted queue is lost messages.
+    pub require_noeviction: bool,
+}
+
+impl fmt::Debug for RedisConfig {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
+            .field("require_noeviction", &self.require_noeviction)
+            .finish()
+    }
+}
+
+/// `redis://user:secret@host` -> `redis://user:<redacted>@host`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Per-connection queue limits (0 = no limit).
@@ -236,6 +295,14 @@ impl Config {
                 )));
             }
         }
+        if self.storage.backend == StorageBackend::Redis
+            && !(self.storage.redis.url.starts_with("redis://")
+                || self.storage.redis.url.starts_with("rediss://"))
+        {
+            return Err(ConfigError::Invalid(
+                "storage.redis.url must start with redis:// or rediss://".into(),
+            ));
+        }
         if self.queue.sweep_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "queue.sweep_interval_ms must be positive".into(),
@@ -343,6 +410,40 @@ mod tests {
             Config::load(None, env(&[("MEDIATOR_PUBLIC_WS_ENDPOINT", "http://x")])).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid(m) if m.contains("public_ws_endpoint")));
         assert!(Config::load(None, env(&[("MEDIATOR_LISTEN", "nonsense")])).is_err());
+    }
+
+    #[test]
+    fn redis_backend_by_config_and_its_password_is_redacted() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("MEDIATOR_STORAGE__BACKEND", "redis"),
+                (
+                    "MEDIATOR_STORAGE__REDIS__URL",
+                    "redis://app:hunter2@10.0.0.5:6379/0",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Redis);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(
+            dbg.contains("redis://app:<redacted>@10.0.0.5:6379/0"),
+            "{dbg}"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert!(Config::load(
+            None,
+            env(&[
+                ("MEDIATOR_STORAGE__BACKEND", "redis"),
+                ("MEDIATOR_STORAGE__REDIS__URL", "http://x"),
+            ]),
+        )
+        .is_err());
     }
 
     #[test]

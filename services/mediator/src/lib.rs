@@ -15,10 +15,10 @@ pub mod protocols;
 pub mod server;
 pub mod sessions;
 pub mod stats;
+pub mod storage;
 
 use std::{future::Future, sync::Arc};
 
-use mediator_store::Stores;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -31,22 +31,23 @@ pub enum RunError {
     /// Building the mediator failed.
     #[error("mediator setup failed")]
     Setup(#[from] mediator::SetupError),
+    /// The stores could not be opened.
+    #[error("storage could not be opened")]
+    Storage(#[from] storage::StorageError),
     /// The listener failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
 }
 
-/// Runs one mediator instance on `listener` with in-memory stores until `shutdown` resolves.
+/// Runs one mediator instance on `listener` with the stores of its configuration until
+/// `shutdown` resolves.
 pub async fn run(
     config: Arc<Config>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    warn!("storage: in-memory (single instance; every message and connection is lost on exit)");
-    let mediator = Mediator::new(
-        config.clone(),
-        Stores::memory_with_limits(config.queue.limits()),
-    )?;
+    let stores = storage::open(&config).await?;
+    let mediator = Mediator::new(config, stores)?;
     serve(mediator, listener, shutdown).await
 }
 

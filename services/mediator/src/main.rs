@@ -5,7 +5,6 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use mediator::{Config, Mediator};
-use mediator_store::Stores;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -37,10 +36,10 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let mediator = Mediator::new(
-        config.clone(),
-        Stores::memory_with_limits(config.queue.limits()),
-    )?;
+    let stores = mediator::storage::open(&config)
+        .await
+        .context("opening storage")?;
+    let mediator = Mediator::new(config, stores)?;
     let invitation = mediator.invitation(false);
     println!(
         "\nInvitation URL:\n{}\n\n{}",
@@ -52,9 +51,6 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "For ACA-Py (--mediator-invitation; it accepts exactly one service):\n{}\n",
         mediator.single_service_invitation().url()
-    );
-    tracing::warn!(
-        "storage: in-memory (one instance; connections and queued messages die with it)"
     );
     mediator::serve(mediator, listener, shutdown_signal()).await?;
     Ok(())

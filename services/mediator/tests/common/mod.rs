@@ -8,7 +8,6 @@ use didcomm_did::{resolve, verify_attachment, OwnDid};
 use didcomm_envelope::{pack, unpack, ContentEnc, KeyPair, VerKey};
 use didcomm_message::Attachment;
 use mediator::{Config, Mediator};
-use mediator_store::Stores;
 use serde_json::{json, Value};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -48,11 +47,8 @@ impl Instance {
             ));
         }
         let config = Arc::new(Config::load(None, env).unwrap());
-        let mediator = Mediator::new(
-            config.clone(),
-            Stores::memory_with_limits(config.queue.limits()),
-        )
-        .unwrap();
+        let stores = mediator::storage::open(&config).await.unwrap();
+        let mediator = Mediator::new(config, stores).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let server = mediator.clone();
         let task = tokio::spawn(async move {
