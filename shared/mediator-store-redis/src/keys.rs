@@ -124,6 +124,29 @@ impl QueueKeys {
     }
 }
 
+/// The keys of the live-session registry, all under the hash tag `{<prefix>live}`.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryKeys {
+    space: KeySpace,
+    /// Hash: connection id -> `<instance> <session> <lease end ms>`.
+    pub(crate) sessions: String,
+}
+
+impl RegistryKeys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let space = KeySpace::new(prefix, 'l');
+        Self {
+            sessions: space.key("live-sessions"),
+            space,
+        }
+    }
+
+    /// Set: the connections whose live session `instance` holds.
+    pub(crate) fn instance(&self, instance: &str) -> String {
+        self.space.key(&format!("instance:{instance}"))
+    }
+}
+
 /// A key as it is stored: the canonical base58 form, whatever form it arrived in.
 pub(crate) fn stored_key(key: &VerKey) -> String {
     key.to_base58()

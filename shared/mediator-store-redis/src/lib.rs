@@ -56,6 +56,8 @@
 //! | `{Pq:<conn>}:meta` | hash | message id -> `<received ms>\|<deliveries>\|<recipient keys>` |
 //! | `{Pq:<conn>}:lease` | sorted set | message ids in flight, scored by lease end (ms) |
 //! | `{Pq:<conn>}:bytes`, `:seq` | string | payload bytes of the queue; last arrival sequence |
+//! | `{Pl}:live-sessions` | hash | connection id -> `<instance> <session> <lease end ms>` (live-session registry) |
+//! | `{Pl}:instance:<instance>` | set | the connections whose live session that instance holds (expires with the instance) |
 //! | `{Px}:queues` | set | connection ids whose queue may hold messages (only the expiry sweep reads it, with `SSCAN`) |
 //!
 //! Queue times are the Redis server's clock (`TIME` inside the scripts), so instances agree on
@@ -79,6 +81,7 @@ mod error;
 mod keys;
 mod mediation;
 mod queue;
+mod registry;
 
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -87,3 +90,4 @@ pub use connections::RedisConnectionStore;
 pub use deadpool_redis;
 pub use mediation::RedisMediationStore;
 pub use queue::RedisMessageQueue;
+pub use registry::RedisLiveSessionRegistry;

@@ -6,12 +6,13 @@ use std::{sync::Arc, time::Duration};
 use didcomm_envelope::{KeyPair, VerKey};
 use mediator_store::{
     contract, ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, HandshakeProtocol,
-    KeylistAction, KeylistResult, KeylistUpdate, MediationStore, MessageQueue, StoreError,
+    KeylistAction, KeylistResult, KeylistUpdate, LiveSessionRegistry, MediationStore, MessageQueue,
+    StoreError,
 };
 use mediator_store_redis::{
     deadpool_redis::{redis, Pool},
     testing::RedisServer,
-    RedisConnectionStore, RedisMediationStore, RedisMessageQueue,
+    RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore, RedisMessageQueue,
 };
 
 fn key() -> VerKey {
@@ -258,6 +259,11 @@ async fn suites_pass_on_a_one_node_cluster() {
     .await;
     contract::mediation_store(|| async {
         Arc::new(RedisMediationStore::new(pool.clone(), &prefix())) as Arc<dyn MediationStore>
+    })
+    .await;
+    contract::live_session_registry(|| async {
+        Arc::new(RedisLiveSessionRegistry::new(pool.clone(), &prefix()))
+            as Arc<dyn LiveSessionRegistry>
     })
     .await;
     let queue_pool = pool.clone();

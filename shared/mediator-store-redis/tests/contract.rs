@@ -61,6 +61,19 @@ mod message_queue {
     });
 }
 
+mod live_session_registry {
+    use std::sync::Arc;
+
+    use mediator_store_redis::RedisLiveSessionRegistry;
+
+    mediator_store::live_session_registry_contract_tests!(|| async {
+        Arc::new(RedisLiveSessionRegistry::new(
+            super::pool(),
+            &super::unique_prefix(),
+        ))
+    });
+}
+
 mod mediation_store {
     use std::sync::Arc;
 

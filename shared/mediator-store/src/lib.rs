@@ -6,6 +6,8 @@
 //! - [`MediationStore`]: Coordinate Mediation 1.0 records and keylists; the key -> connection
 //!   routing of every Forward.
 //! - [`MessageQueue`]: the per-connection pickup queue (Pickup 2.0).
+//! - [`LiveSessionRegistry`]: which instance holds each connection's live session (the cluster's
+//!   routing of live deliveries).
 //! - [`memory`]: the in-memory backends (single instance, tests).
 //! - `contract` (feature `contract-tests`): the behaviour every backend must show. A backend
 //!   crate runs it with the `connection_store_contract_tests!`, `mediation_store_contract_tests!`
@@ -22,6 +24,7 @@ mod ids;
 pub mod mediation;
 pub mod memory;
 pub mod queue;
+pub mod registry;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -39,6 +42,7 @@ pub use mediation::{
     MediationRecord, MediationState, MediationStore,
 };
 pub use queue::{MessageQueue, QueueLimits, QueueStatus, QueuedMessage};
+pub use registry::{LiveHolder, LiveSessionRegistry};
 
 /// The mediator's three stores, as the handlers hold them.
 #[derive(Debug, Clone)]

@@ -30,6 +30,16 @@ mod message_queue {
     });
 }
 
+mod live_session_registry {
+    use std::sync::Arc;
+
+    use mediator_store::memory::MemoryLiveSessionRegistry;
+
+    mediator_store::live_session_registry_contract_tests!(|| async {
+        Arc::new(MemoryLiveSessionRegistry::new())
+    });
+}
+
 /// The suite functions (what a backend crate can call in one go) run every check too.
 mod suites {
     use std::sync::Arc;

@@ -38,12 +38,13 @@
 pub mod connections;
 pub mod mediation;
 pub mod queue;
+pub mod registry;
 
 use std::{future::Future, sync::Arc};
 
 use didcomm_envelope::{KeyPair, VerKey};
 
-use crate::{ConnectionStore, MediationStore, MessageQueue, QueueLimits};
+use crate::{ConnectionStore, LiveSessionRegistry, MediationStore, MessageQueue, QueueLimits};
 
 /// A fresh random verkey.
 pub(crate) fn random_key() -> VerKey {
@@ -68,6 +69,15 @@ where
     Fut: Future<Output = Arc<dyn MediationStore>>,
 {
     crate::__mediation_store_checks!(__contract_run, make);
+}
+
+/// Runs every [`registry`] check, each on a fresh registry from `make`.
+pub async fn live_session_registry<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn LiveSessionRegistry>>,
+{
+    crate::__live_session_registry_checks!(__contract_run, make);
 }
 
 /// Runs every [`queue`] check, each on a fresh store from `make` (given the limits the check
@@ -172,6 +182,34 @@ macro_rules! __message_queue_checks {
             ],
             $($args)*
         }
+    };
+}
+
+/// The checks of the [`LiveSessionRegistry`] suite.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __live_session_registry_checks {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {
+            registry,
+            LiveSessionRegistry,
+            [
+                open_then_holder_all_and_close,
+                late_close_from_an_old_instance_never_removes_a_newer_session,
+                leases_expire_unless_their_instance_refreshes_them,
+            ],
+            $($args)*
+        }
+    };
+}
+
+/// Defines one `#[tokio::test]` per [`LiveSessionRegistry`] contract check, named after the
+/// check. The factory is as for
+/// [`connection_store_contract_tests!`](crate::connection_store_contract_tests).
+#[macro_export]
+macro_rules! live_session_registry_contract_tests {
+    ($make:expr $(,)?) => {
+        $crate::__live_session_registry_checks!(__contract_tests, $make);
     };
 }
 

@@ -13,12 +13,14 @@
 mod connections;
 mod mediation;
 mod queue;
+mod registry;
 
 use std::sync::{Mutex, MutexGuard};
 
 pub use connections::MemoryConnectionStore;
 pub use mediation::MemoryMediationStore;
 pub use queue::MemoryMessageQueue;
+pub use registry::MemoryLiveSessionRegistry;
 
 use crate::error::StoreError;
 
