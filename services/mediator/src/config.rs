@@ -51,6 +51,18 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Where connections, mediation records and queues are kept.
     pub storage: StorageConfig,
+    /// This instance in a cluster.
+    pub cluster: ClusterConfig,
+}
+
+/// This instance in a cluster.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClusterConfig {
+    /// Unique id of this instance (one word); empty: a random one per process.
+    pub instance_id: String,
+    /// Lease of a live-session record in the registry, ms: refreshed every third of it while the
+    /// instance lives; an instance that dies leaves records that expire with it.
+    pub live_lease_ms: u64,
 }
 
 /// Which storage backend.
@@ -301,6 +313,21 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "storage.redis.url must start with redis:// or rediss://".into(),
+            ));
+        }
+        if self
+            .cluster
+            .instance_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::Invalid(
+                "cluster.instance_id must be one word".into(),
+            ));
+        }
+        if self.cluster.live_lease_ms < 300 {
+            return Err(ConfigError::Invalid(
+                "cluster.live_lease_ms must be at least 300".into(),
             ));
         }
         if self.queue.sweep_interval_ms == 0 {

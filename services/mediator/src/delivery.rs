@@ -156,6 +156,33 @@ impl Mediator {
         Ok(sent)
     }
 
+    /// A peer's notice: deliver `ids` of `connection` on its live session here. When there is
+    /// none (it closed meanwhile), the messages are given back to the queue at once.
+    pub async fn deliver_notice(
+        &self,
+        connection: &ConnectionId,
+        ids: &[MessageId],
+        traceparent: Option<&str>,
+    ) {
+        let span = tracing::debug_span!("cluster.deliver", mediator.connection_id = %connection, trace.parent = traceparent.unwrap_or(""));
+        let _entered = span.enter();
+        let sent = match self.sessions().live(connection) {
+            Some(_) => self.deliver_queued(connection, Some(ids)).await,
+            None => Ok(0),
+        };
+        match sent {
+            Ok(n) if n > 0 => {}
+            Ok(_) => {
+                if let Err(err) = self.stores().queue.release(connection, ids).await {
+                    warn!(error = %err, connection = %connection, "undeliverable notice: messages stay in flight until their lease ends");
+                }
+            }
+            Err(err) => {
+                warn!(error = %err, connection = %connection, "cluster delivery failed; the messages are delivered again when their lease ends")
+            }
+        }
+    }
+
     /// Writes one queued message itself (no pickup wrapper) on `session`, and removes it from the
     /// queue once the socket confirmed it (pong). With `wait`, waits for room in the session's
     /// buffer (paced flushes); without, a full buffer closes the session. Returns a receiver that

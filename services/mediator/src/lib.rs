@@ -5,6 +5,7 @@
 //! upgrades (see [`server`]); [`mediator::Mediator`] is the inbound and outbound path; the
 //! protocol handlers live in [`protocols`].
 
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -46,8 +47,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let stores = storage::open(&config).await?;
-    let mediator = Mediator::new(config, stores)?;
+    let backend = storage::open(&config).await?;
+    let mediator = Mediator::from_backend(config, backend)?;
     serve(mediator, listener, shutdown).await
 }
 
@@ -67,11 +68,14 @@ pub async fn serve(
         routing_key = %mediator.keys().routing_key().verkey_base58(),
         "mediator ready"
     );
-    let sweeper = tokio::spawn(sweep_expired(mediator.clone()));
+    let mut background = cluster::Cluster::start(&mediator);
+    background.push(tokio::spawn(sweep_expired(mediator.clone())));
     let served = axum::serve(listener, server::router(mediator))
         .with_graceful_shutdown(shutdown)
         .await;
-    sweeper.abort();
+    for task in background {
+        task.abort();
+    }
     served?;
     info!("mediator stopped");
     Ok(())

@@ -36,10 +36,10 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let stores = mediator::storage::open(&config)
+    let backend = mediator::storage::open(&config)
         .await
         .context("opening storage")?;
-    let mediator = Mediator::new(config, stores)?;
+    let mediator = Mediator::from_backend(config, backend)?;
     let invitation = mediator.invitation(false);
     println!(
         "\nInvitation URL:\n{}\n\n{}",

@@ -144,6 +144,7 @@ pub struct Inner {
     /// removed when that connection asks again (its next request says it got the batch).
     pub(crate) v1_unacknowledged: Mutex<HashMap<ConnectionId, Vec<MessageId>>>,
     stats: Stats,
+    cluster: crate::cluster::Cluster,
 }
 
 impl Deref for Mediator {
@@ -177,8 +178,36 @@ struct ForwardPeek<'a> {
 }
 
 impl Mediator {
-    /// Builds the mediator over `stores`.
+    /// Builds a single instance over `stores` (no peers to talk to).
     pub fn new(config: Arc<Config>, stores: Stores) -> Result<Self, SetupError> {
+        Self::build(config, stores, None)
+    }
+
+    /// Builds the mediator over what [`crate::storage::open`] opened: with Redis, one instance of
+    /// a cluster.
+    pub fn from_backend(
+        config: Arc<Config>,
+        backend: crate::storage::Backend,
+    ) -> Result<Self, SetupError> {
+        Self::build(config, backend.stores, backend.bus)
+    }
+
+    fn build(
+        config: Arc<Config>,
+        stores: Stores,
+        bus: Option<crate::cluster::RedisBus>,
+    ) -> Result<Self, SetupError> {
+        let instance = if config.cluster.instance_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            config.cluster.instance_id.clone()
+        };
+        let cluster = crate::cluster::Cluster::new(
+            instance,
+            stores.registry.clone(),
+            bus,
+            config.cluster.live_lease_ms,
+        );
         let keys = KeyRing::new(&config.master_secret)?;
         let endpoints = [
             config.public_http_endpoint.as_str(),
@@ -223,6 +252,7 @@ impl Mediator {
             accepting_websockets: AtomicBool::new(true),
             v1_unacknowledged: Mutex::default(),
             stats: Stats::default(),
+            cluster,
         })))
     }
 
@@ -249,6 +279,11 @@ impl Mediator {
     /// Delivery counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// This instance's view of the cluster (routing of live deliveries across instances).
+    pub fn cluster(&self) -> &crate::cluster::Cluster {
+        &self.cluster
     }
 
     /// Whether WebSocket upgrades are accepted (false while draining).

@@ -1,4 +1,4 @@
-//! Opens the stores the configuration names, and checks that a Redis is fit to hold messages
+//! Opens the stores (and, on Redis, the pub/sub bus) the configuration names, and checks that a Redis is fit to hold messages
 //! (reachable; no eviction; persistence on) before the instance serves anyone.
 //!
 //! This module decides nothing about protocol; it only builds [`Stores`].
@@ -6,12 +6,18 @@
 use deadpool_redis::{redis, PoolConfig, Runtime};
 use mediator_store::Stores;
 use mediator_store_redis::{
-    deadpool_redis, RedisConnectionStore, RedisMediationStore, RedisMessageQueue,
+    deadpool_redis, RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore,
+    RedisMessageQueue,
 };
+use std::sync::Arc;
+
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::config::{redact_url, Config, StorageBackend};
+use crate::{
+    cluster::RedisBus,
+    config::{redact_url, Config, StorageBackend},
+};
 
 /// The stores could not be opened.
 #[derive(Debug, Error)]
@@ -47,18 +53,30 @@ pub enum StorageError {
     },
 }
 
+/// What an instance runs on: its stores, and (with Redis) the pub/sub bus to its peers.
+#[derive(Debug)]
+pub struct Backend {
+    /// The stores.
+    pub stores: Stores,
+    /// The bus to other instances; `None` on the single-instance memory backend.
+    pub bus: Option<RedisBus>,
+}
+
 /// Opens the stores of `config.storage`.
-pub async fn open(config: &Config) -> Result<Stores, StorageError> {
+pub async fn open(config: &Config) -> Result<Backend, StorageError> {
     match config.storage.backend {
         StorageBackend::Memory => {
             warn!("storage: in-memory (one instance; connections and queued messages die with it)");
-            Ok(Stores::memory_with_limits(config.queue.limits()))
+            Ok(Backend {
+                stores: Stores::memory_with_limits(config.queue.limits()),
+                bus: None,
+            })
         }
         StorageBackend::Redis => open_redis(config).await,
     }
 }
 
-async fn open_redis(config: &Config) -> Result<Stores, StorageError> {
+async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
     let settings = &config.storage.redis;
     let url = redact_url(&settings.url);
     let mut pool_config = deadpool_redis::Config::from_url(settings.url.clone());
@@ -103,10 +121,20 @@ async fn open_redis(config: &Config) -> Result<Stores, StorageError> {
     drop(conn);
     info!(%url, prefix = %settings.key_prefix, "storage: Redis");
     let prefix = &settings.key_prefix;
-    Ok(Stores {
-        connections: std::sync::Arc::new(RedisConnectionStore::new(pool.clone(), prefix)),
-        mediation: std::sync::Arc::new(RedisMediationStore::new(pool.clone(), prefix)),
-        queue: std::sync::Arc::new(RedisMessageQueue::new(pool, prefix, config.queue.limits())),
+    let stores = Stores {
+        connections: Arc::new(RedisConnectionStore::new(pool.clone(), prefix)),
+        mediation: Arc::new(RedisMediationStore::new(pool.clone(), prefix)),
+        queue: Arc::new(RedisMessageQueue::new(
+            pool.clone(),
+            prefix,
+            config.queue.limits(),
+        )),
+        registry: Arc::new(RedisLiveSessionRegistry::new(pool.clone(), prefix)),
+    };
+    let bus = RedisBus::new(pool, &settings.url, prefix).map_err(|e| unreachable(Box::new(e)))?;
+    Ok(Backend {
+        stores,
+        bus: Some(bus),
     })
 }
 

@@ -102,7 +102,7 @@ async fn two_instances_share_connections_keys_and_queues() {
     let p = prefix();
     let a = instance(&p).await;
     let b = instance(&p).await;
-        // Same secret, same store: the same invitation and routing keys on both.
+    // Same secret, same store: the same invitation and routing keys on both.
     assert_eq!(
         a.mediator.keys().routing_key().verkey(),
         b.mediator.keys().routing_key().verkey()

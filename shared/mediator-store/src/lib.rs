@@ -44,7 +44,7 @@ pub use mediation::{
 pub use queue::{MessageQueue, QueueLimits, QueueStatus, QueuedMessage};
 pub use registry::{LiveHolder, LiveSessionRegistry};
 
-/// The mediator's three stores, as the handlers hold them.
+/// The mediator's stores, as the handlers hold them.
 #[derive(Debug, Clone)]
 pub struct Stores {
     /// Connection records.
@@ -53,6 +53,8 @@ pub struct Stores {
     pub mediation: Arc<dyn MediationStore>,
     /// Pickup queues.
     pub queue: Arc<dyn MessageQueue>,
+    /// Which instance holds each live session.
+    pub registry: Arc<dyn LiveSessionRegistry>,
 }
 
 impl Stores {
@@ -68,6 +70,7 @@ impl Stores {
             connections: Arc::new(memory::MemoryConnectionStore::new()),
             mediation: Arc::new(memory::MemoryMediationStore::new()),
             queue: Arc::new(memory::MemoryMessageQueue::with_limits(limits)),
+            registry: Arc::new(memory::MemoryLiveSessionRegistry::new()),
         }
     }
 }

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use didcomm_envelope::VerKey;
 use serde_json::value::RawValue;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     config::ForwardingStrategy,
@@ -24,6 +24,8 @@ use crate::{
 enum OnSession {
     Live(LiveSession),
     Direct(SessionHandle),
+    /// Another instance holds the live session: it gets a notice and delivers.
+    Remote(mediator_store::LiveHolder),
 }
 
 /// Handles one Forward: queue it, then deliver it as the forwarding strategy says.
@@ -40,7 +42,13 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     let payload = Bytes::copy_from_slice(msg.get().as_bytes());
     let session = match m.config().pickup.forwarding {
         ForwardingStrategy::QueueOnly => None,
-        ForwardingStrategy::QueueAndLive => m.sessions().live(&connection).map(OnSession::Live),
+        ForwardingStrategy::QueueAndLive => match m.sessions().live(&connection) {
+            Some(live) => Some(OnSession::Live(live)),
+            None => m
+                .cluster()
+                .remote_holder(&connection)
+                .map(OnSession::Remote),
+        },
         ForwardingStrategy::Direct => m.sessions().latest(&connection).map(OnSession::Direct),
     };
     // Going out on a session at once: queued in flight, so no delivery-request hands it out too.
@@ -71,11 +79,25 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                 .deliver_direct(&connection, &s, &id, payload.clone(), false)
                 .await
                 .is_some(),
+            OnSession::Remote(holder) => {
+                match m
+                    .cluster()
+                    .notify(&holder, &connection, std::slice::from_ref(&id), None)
+                    .await
+                {
+                    Ok(heard) => heard > 0,
+                    Err(err) => {
+                        warn!(error = %err, holder = %holder.instance, "notice to the live session's instance failed; the message waits in the queue");
+                        false
+                    }
+                }
+            }
         };
         if sent {
             return Ok(());
         }
-        // The session went away meanwhile: the message waits for the next pickup.
+        // The session went away meanwhile (or its instance did not hear): the message waits
+        // for the next pickup.
         stores
             .queue
             .release(&connection, std::slice::from_ref(&id))

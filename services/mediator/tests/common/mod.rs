@@ -47,8 +47,8 @@ impl Instance {
             ));
         }
         let config = Arc::new(Config::load(None, env).unwrap());
-        let stores = mediator::storage::open(&config).await.unwrap();
-        let mediator = Mediator::new(config, stores).unwrap();
+        let backend = mediator::storage::open(&config).await.unwrap();
+        let mediator = Mediator::from_backend(config, backend).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let server = mediator.clone();
         let task = tokio::spawn(async move {

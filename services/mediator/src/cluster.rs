@@ -1,0 +1,511 @@
+//! The cluster: live-session routing across instances (the multi-instance design of credo-ts
+//! pull request 1638).
+//!
+//! - Every live session this instance opens or closes (the [`Sessions`] events) is recorded in
+//!   the shared [`LiveSessionRegistry`] under a lease this instance refreshes, and announced on
+//!   the events channel. Closing is compare-and-delete on (instance, session).
+//! - Every instance keeps a routing cache (connection -> holder) fed by those announcements, and
+//!   reloads it from the registry after every (re)subscribe, so a lost announcement is repaired
+//!   by the next reconnection (pub/sub is at most once).
+//! - A Forward taken here for a connection whose live session another instance holds is queued
+//!   first (in flight), then a notice goes to that instance's own channel; the holder delivers
+//!   it on the WebSocket. No holder listening (the notice reached nobody) or no session there any
+//!   more: the message is given back to the queue and waits for the next pickup.
+//!
+//! On the memory backend there is no bus: the routing cache only ever holds this instance.
+//! This module must not decide what a delivery contains (see [`crate::delivery`]).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use mediator_store::{ConnectionId, LiveHolder, LiveSessionRegistry, MessageId};
+use mediator_store_redis::deadpool_redis::{self, redis, Pool};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, info, warn};
+
+use crate::{
+    mediator::Mediator,
+    sessions::{LiveSessionChange, LiveSessionEvent},
+};
+
+/// What instances say to each other (JSON on the channels).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+pub enum Notice {
+    /// `holder` now holds the live session of `connection` (events channel).
+    Open {
+        /// The connection.
+        connection: ConnectionId,
+        /// Instance id.
+        instance: String,
+        /// Session id on it.
+        session: u64,
+    },
+    /// `holder` no longer holds it (events channel).
+    Close {
+        /// The connection.
+        connection: ConnectionId,
+        /// Instance id.
+        instance: String,
+        /// Session id on it.
+        session: u64,
+    },
+    /// Deliver these queued messages of `connection` on its live session (an instance's own
+    /// channel).
+    Deliver {
+        /// The connection.
+        connection: ConnectionId,
+        /// Queued message ids (in flight: given back if they cannot be delivered).
+        ids: Vec<MessageId>,
+        /// W3C trace context of the Forward, so one trace spans both instances.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
+    },
+}
+
+/// A bus failure (publishing or subscribing).
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The Redis client failed.
+    #[error("Redis pub/sub failed")]
+    Redis(#[from] redis::RedisError),
+    /// No pooled connection.
+    #[error("no Redis connection")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// A notice could not be encoded.
+    #[error("notice could not be encoded")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Redis pub/sub between instances: PUBLISH through the pool, SUBSCRIBE on a connection of its
+/// own (reconnected by [`Cluster::run`]).
+#[derive(Clone)]
+pub struct RedisBus {
+    pool: Pool,
+    client: redis::Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBus {
+    /// A bus over `pool` (publishing) and `url` (subscribing), channels under `prefix`.
+    pub fn new(pool: Pool, url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            pool,
+            client: redis::Client::open(url)?,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn events_channel(&self) -> String {
+        format!("{}live:events", self.prefix)
+    }
+
+    fn instance_channel(&self, instance: &str) -> String {
+        format!("{}live:to:{instance}", self.prefix)
+    }
+
+    /// Publishes `notice` on `channel`; returns how many subscribers received it.
+    async fn publish(&self, channel: &str, notice: &Notice) -> Result<usize, BusError> {
+        let payload = serde_json::to_vec(notice)?;
+        let mut conn = self.pool.get().await?;
+        let receivers: usize = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await?;
+        Ok(receivers)
+    }
+}
+
+/// This instance's view of the cluster. Cheap to share (`Arc` inside the mediator).
+#[derive(Debug)]
+pub struct Cluster {
+    instance: String,
+    registry: Arc<dyn LiveSessionRegistry>,
+    bus: Option<RedisBus>,
+    lease_ms: u64,
+    /// connection -> the holder of its live session, as announced (this instance included).
+    routes: Mutex<HashMap<ConnectionId, LiveHolder>>,
+    subscribed: AtomicBool,
+    resubscribes: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// This instance's part of a cluster (`bus` `None`: a single instance).
+    pub fn new(
+        instance: String,
+        registry: Arc<dyn LiveSessionRegistry>,
+        bus: Option<RedisBus>,
+        lease_ms: u64,
+    ) -> Self {
+        Self {
+            instance,
+            registry,
+            bus,
+            lease_ms,
+            routes: Mutex::default(),
+            subscribed: AtomicBool::new(false),
+            resubscribes: AtomicU64::new(0),
+        }
+    }
+
+    /// This instance's id.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether the pub/sub subscription is live (always true without a bus: nothing to hear).
+    pub fn is_subscribed(&self) -> bool {
+        self.bus.is_none() || self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// How many times the subscription was (re)established after the first.
+    pub fn resubscribes(&self) -> u64 {
+        self.resubscribes.load(Ordering::Relaxed)
+    }
+
+    /// The other instance holding `connection`'s live session, per the routing cache.
+    // Hot path: one map lookup per Forward to a client without a live session here.
+    pub fn remote_holder(&self, connection: &ConnectionId) -> Option<LiveHolder> {
+        lock(&self.routes)
+            .get(connection)
+            .filter(|h| h.instance != self.instance)
+            .cloned()
+    }
+
+    /// The routing cache (for tests and diagnostics).
+    pub fn routes(&self) -> HashMap<ConnectionId, LiveHolder> {
+        lock(&self.routes).clone()
+    }
+
+    /// Sends `holder` the notice to deliver `ids` of `connection`; returns how many instances
+    /// heard it (0: nobody listens on that instance's channel any more).
+    // Hot path: one PUBLISH per Forward to a live client held elsewhere.
+    pub async fn notify(
+        &self,
+        holder: &LiveHolder,
+        connection: &ConnectionId,
+        ids: &[MessageId],
+        traceparent: Option<String>,
+    ) -> Result<usize, BusError> {
+        let Some(bus) = &self.bus else {
+            return Ok(0);
+        };
+        let notice = Notice::Deliver {
+            connection: connection.clone(),
+            ids: ids.to_vec(),
+            traceparent,
+        };
+        bus.publish(&bus.instance_channel(&holder.instance), &notice)
+            .await
+    }
+
+    fn apply(&self, notice: &Notice) {
+        match notice {
+            Notice::Open {
+                connection,
+                instance,
+                session,
+            } => {
+                lock(&self.routes).insert(
+                    connection.clone(),
+                    LiveHolder {
+                        instance: instance.clone(),
+                        session: *session,
+                    },
+                );
+            }
+            Notice::Close {
+                connection,
+                instance,
+                session,
+            } => {
+                let mut routes = lock(&self.routes);
+                if routes
+                    .get(connection)
+                    .is_some_and(|h| &h.instance == instance && h.session == *session)
+                {
+                    routes.remove(connection);
+                }
+            }
+            Notice::Deliver { .. } => {}
+        }
+    }
+
+    async fn reload(&self) {
+        match self.registry.all().await {
+            Ok(all) => {
+                let mut routes = lock(&self.routes);
+                routes.clear();
+                routes.extend(all);
+                debug!(
+                    live = routes.len(),
+                    "routing cache reloaded from the registry"
+                );
+            }
+            Err(err) => warn!(error = %err, "routing cache not reloaded: registry unavailable"),
+        }
+    }
+
+    /// Runs the cluster work of `mediator` until the returned handles are aborted: records and
+    /// announces this instance's live sessions, refreshes their leases, and (with a bus) listens
+    /// to the other instances.
+    pub fn start(mediator: &Mediator) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![
+            tokio::spawn(record_sessions(mediator.clone())),
+            tokio::spawn(refresh_leases(mediator.clone())),
+        ];
+        if mediator.cluster().bus.is_some() {
+            tasks.push(tokio::spawn(listen(mediator.clone())));
+        }
+        tasks
+    }
+}
+
+/// Local live-session events -> registry and announcements.
+async fn record_sessions(mediator: Mediator) {
+    let mut events = mediator.sessions().subscribe();
+    loop {
+        match events.recv().await {
+            Ok(event) => on_local_event(&mediator, event).await,
+            Err(RecvError::Lagged(n)) => {
+                warn!(
+                    missed = n,
+                    "live-session events lagged: re-recording every live session"
+                );
+                for (connection, session) in mediator.sessions().live_connections() {
+                    on_local_event(
+                        &mediator,
+                        LiveSessionEvent {
+                            change: LiveSessionChange::Opened,
+                            connection_id: connection,
+                            session_id: session,
+                        },
+                    )
+                    .await;
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn on_local_event(mediator: &Mediator, event: LiveSessionEvent) {
+    let cluster = mediator.cluster();
+    let holder = LiveHolder {
+        instance: cluster.instance.clone(),
+        session: event.session_id,
+    };
+    let connection = event.connection_id;
+    let notice = match event.change {
+        LiveSessionChange::Opened => {
+            match cluster
+                .registry
+                .open(&connection, &holder, cluster.lease_ms)
+                .await
+            {
+                Ok(Some(previous)) => {
+                    debug!(connection = %connection, previous = %previous.instance, "live session taken over")
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    warn!(error = %err, connection = %connection, "live session not recorded in the registry; other instances route to it once it is")
+                }
+            }
+            Notice::Open {
+                connection,
+                instance: holder.instance,
+                session: holder.session,
+            }
+        }
+        LiveSessionChange::Closed => {
+            if let Err(err) = cluster.registry.close(&connection, &holder).await {
+                warn!(error = %err, connection = %connection, "live session close not recorded; its lease will expire");
+            }
+            Notice::Close {
+                connection,
+                instance: holder.instance,
+                session: holder.session,
+            }
+        }
+    };
+    cluster.apply(&notice);
+    if let Some(bus) = &cluster.bus {
+        if let Err(err) = bus.publish(&bus.events_channel(), &notice).await {
+            warn!(error = %err, "live-session announcement not published; peers repair their caches on resubscribe");
+        }
+    }
+}
+
+/// Keeps this instance's registry leases running.
+async fn refresh_leases(mediator: Mediator) {
+    let cluster = mediator.cluster();
+    let every = Duration::from_millis((cluster.lease_ms / 3).max(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(err) = cluster
+            .registry
+            .refresh(&cluster.instance, cluster.lease_ms)
+            .await
+        {
+            warn!(error = %err, "live-session leases not refreshed");
+        }
+    }
+}
+
+/// Subscribes to the events channel and this instance's channel, reloading the routing cache
+/// after every (re)subscribe; reconnects with backoff when the subscription drops.
+async fn listen(mediator: Mediator) {
+    let cluster = mediator.cluster();
+    let Some(bus) = cluster.bus.clone() else {
+        return;
+    };
+    let (events, mine) = (
+        bus.events_channel(),
+        bus.instance_channel(&cluster.instance),
+    );
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let subscribed = async {
+            let mut pubsub = bus.client.get_async_pubsub().await?;
+            pubsub.subscribe(&events).await?;
+            pubsub.subscribe(&mine).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        let pubsub = match subscribed {
+            Ok(p) => p,
+            Err(err) => {
+                warn!(error = %err, retry_ms = backoff.as_millis() as u64, "pub/sub subscription failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if !first {
+            cluster.resubscribes.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        // Subscribed first, then reloaded: an announcement made in between is heard, not lost.
+        cluster.reload().await;
+        cluster.subscribed.store(true, Ordering::Relaxed);
+        info!(instance = %cluster.instance, "subscribed to the cluster channels");
+        let mut stream = pubsub.into_on_message();
+        while let Some(msg) = stream.next().await {
+            let payload: &[u8] = msg.get_payload_bytes();
+            match serde_json::from_slice::<Notice>(payload) {
+                Ok(Notice::Deliver {
+                    connection,
+                    ids,
+                    traceparent,
+                }) => {
+                    let m = mediator.clone();
+                    tokio::spawn(async move {
+                        m.deliver_notice(&connection, &ids, traceparent.as_deref())
+                            .await
+                    });
+                }
+                Ok(notice) => {
+                    cluster.apply(&notice);
+                    if let Notice::Open {
+                        connection,
+                        instance,
+                        ..
+                    } = &notice
+                    {
+                        // A newer live session elsewhere takes over: ours stops being live (the
+                        // socket stays open; its unacknowledged messages stay in flight on it).
+                        if *instance != cluster.instance
+                            && mediator.sessions().live(connection).is_some()
+                        {
+                            info!(connection = %connection, to = %instance, "live session taken over by another instance");
+                            mediator.sessions().clear_live(connection, None);
+                        }
+                    }
+                }
+                Err(err) => warn!(error = %err, "unreadable cluster notice ignored"),
+            }
+        }
+        cluster.subscribed.store(false, Ordering::Relaxed);
+        warn!("pub/sub subscription lost: reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn notices_are_small_tagged_json() {
+        let n = Notice::Deliver {
+            connection: ConnectionId::from("c"),
+            ids: vec![MessageId::from("m1")],
+            traceparent: None,
+        };
+        let text = serde_json::to_string(&n).unwrap();
+        assert_eq!(text, r#"{"t":"deliver","connection":"c","ids":["m1"]}"#);
+        assert_eq!(serde_json::from_str::<Notice>(&text).unwrap(), n);
+        let open: Notice =
+            serde_json::from_str(r#"{"t":"open","connection":"c","instance":"i","session":3}"#)
+                .unwrap();
+        assert!(matches!(open, Notice::Open { session: 3, .. }));
+    }
+
+    #[test]
+    fn a_close_removes_only_the_route_it_names() {
+        let cluster = Cluster::new(
+            "me".into(),
+            Arc::new(mediator_store::memory::MemoryLiveSessionRegistry::new()),
+            None,
+            1000,
+        );
+        let c = ConnectionId::from("c");
+        cluster.apply(&Notice::Open {
+            connection: c.clone(),
+            instance: "a".into(),
+            session: 1,
+        });
+        cluster.apply(&Notice::Open {
+            connection: c.clone(),
+            instance: "b".into(),
+            session: 1,
+        });
+        cluster.apply(&Notice::Close {
+            connection: c.clone(),
+            instance: "a".into(),
+            session: 1,
+        });
+        assert_eq!(cluster.remote_holder(&c).unwrap().instance, "b");
+        cluster.apply(&Notice::Close {
+            connection: c.clone(),
+            instance: "b".into(),
+            session: 1,
+        });
+        assert!(cluster.remote_holder(&c).is_none());
+    }
+}

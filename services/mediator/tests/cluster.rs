@@ -1,0 +1,258 @@
+//! Several mediator instances on one private redis-server: a Forward taken by any instance
+//! reaches the recipient's live WebSocket on another; a late close from an old instance does not
+//! remove the newer session; an instance whose subscription dropped resubscribes and reloads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{sync::OnceLock, time::Duration};
+
+use common::{forward_for, open_ws, Client, Instance, Ws};
+use mediator_store::ConnectionId;
+use mediator_store_redis::testing::RedisServer;
+use serde_json::{json, Value};
+
+const SECRET: &str = "cluster-test-master-secret-0123456789abcdef";
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| RedisServer::start().expect("starting the test redis-server"))
+}
+
+async fn instance(prefix: &str, name: &str) -> Instance {
+    let env = [
+        ("MEDIATOR_STORAGE__BACKEND", "redis"),
+        ("MEDIATOR_STORAGE__REDIS__URL", server().url()),
+        ("MEDIATOR_STORAGE__REDIS__KEY_PREFIX", prefix),
+        ("MEDIATOR_MASTER_SECRET", SECRET),
+        ("MEDIATOR_CLUSTER__INSTANCE_ID", name),
+    ];
+    let i = Instance::start_with(None, &env).await;
+    // Serving starts the subscription: wait until this instance hears its peers.
+    wait_for(|| i.mediator.cluster().is_subscribed(), "subscribed").await;
+    i
+}
+
+fn prefix() -> String {
+    format!("c-{}:", uuid::Uuid::new_v4())
+}
+
+/// Waits for a condition on in-process state (re-checked every 10 ms, 10 s at most).
+async fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 10 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn go_live(client: &Client, ws: &mut Ws) {
+    let change = Client::msg(
+        "messagepickup/2.0/live-delivery-change",
+        json!({"live_delivery": true}),
+    );
+    client.ws_send(ws, &change).await;
+    let st = client.ws_next(ws).await;
+    assert_eq!(st["live_delivery"], true, "{st}");
+}
+
+/// Every instance's routing cache says `holder` holds `conn`.
+async fn routed_everywhere(instances: &[&Instance], conn: &ConnectionId, holder: &str) {
+    for i in instances {
+        wait_for(
+            || {
+                i.mediator
+                    .cluster()
+                    .routes()
+                    .get(conn)
+                    .is_some_and(|h| h.instance == holder)
+            },
+            &format!(
+                "{} routes {conn} to {holder}",
+                i.mediator.cluster().instance_id()
+            ),
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_to_any_instance_arrive_live_on_the_instance_holding_the_socket() {
+    let p = prefix();
+    let a = instance(&p, "a").await;
+    let b = instance(&p, "b").await;
+    let c = instance(&p, "c").await;
+    let client = Client::connect(&a).await;
+    let (routing, key, conn) = client.mediated_key(&a).await;
+    let mut ws = open_ws(&a).await;
+    go_live(&client, &mut ws).await;
+    routed_everywhere(&[&a, &b, &c], &conn, "a").await;
+
+    let mut expected = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let via = [&a, &b, &c][n % 3];
+        let (body, inner) =
+            forward_for(&routing, key.verkey(), format!("{{\"n\":{n}}}").as_bytes());
+        assert_eq!(via.post(body).await.0, 202);
+        expected.push(inner);
+        let delivery = client.ws_next(&mut ws).await;
+        assert_eq!(
+            delivery["@type"], "https://didcomm.org/messagepickup/2.0/delivery",
+            "{delivery}"
+        );
+        assert_eq!(
+            delivery["~attach"][0]["data"]["json"],
+            expected[n],
+            "message {n}, posted to instance {}",
+            n % 3
+        );
+        ids.push(delivery["~attach"][0]["@id"].clone());
+    }
+    client
+        .ws_send(
+            &mut ws,
+            &Client::msg(
+                "messagepickup/2.0/messages-received",
+                json!({"message_id_list": ids}),
+            ),
+        )
+        .await;
+    assert_eq!(client.ws_next(&mut ws).await["message_count"], 0);
+    let held = a.mediator.stores().queue.status(&conn, None).await.unwrap();
+    assert_eq!(
+        (held.message_count, held.in_flight),
+        (0, 0),
+        "all acknowledged"
+    );
+    let redelivered: u64 = [&a, &b, &c]
+        .iter()
+        .map(|i| i.mediator.stats().snapshot().redelivered)
+        .sum();
+    assert_eq!(redelivered, 0);
+
+    // The socket closes: every instance forgets the route; a Forward then just waits.
+    drop(ws);
+    for i in [&a, &b, &c] {
+        wait_for(
+            || !i.mediator.cluster().routes().contains_key(&conn),
+            "route removed after close",
+        )
+        .await;
+    }
+    let (body, _) = forward_for(&routing, key.verkey(), b"{\"n\":99}");
+    assert_eq!(b.post(body).await.0, 202);
+    let st = b.mediator.stores().queue.status(&conn, None).await.unwrap();
+    assert_eq!(
+        (st.message_count, st.in_flight),
+        (1, 0),
+        "waits, not in flight"
+    );
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_moves_is_followed_and_a_late_close_from_the_old_instance_changes_nothing() {
+    let p = prefix();
+    let a = instance(&p, "a").await;
+    let b = instance(&p, "b").await;
+    let client = Client::connect(&a).await;
+    let (routing, key, conn) = client.mediated_key(&a).await;
+    let mut on_a = open_ws(&a).await;
+    go_live(&client, &mut on_a).await;
+    routed_everywhere(&[&a, &b], &conn, "a").await;
+    let old = a.mediator.cluster().routes()[&conn].clone();
+
+    // The client moves to B (a new socket there); A's session is not closed yet.
+    let mut on_b = open_ws(&b).await;
+    go_live(&client, &mut on_b).await;
+    routed_everywhere(&[&a, &b], &conn, "b").await;
+    // A stopped treating its old socket as live (taken over).
+    wait_for(
+        || a.mediator.sessions().live(&conn).is_none(),
+        "A's live session taken over",
+    )
+    .await;
+
+    // A late close from A for its old session: compare-and-delete leaves B's.
+    assert!(!a
+        .mediator
+        .stores()
+        .registry
+        .close(&conn, &old)
+        .await
+        .unwrap());
+    drop(on_a);
+    let holder = b.mediator.stores().registry.holder(&conn).await.unwrap();
+    assert_eq!(holder.map(|h| h.instance), Some("b".to_owned()));
+    // Forwards to A now go to B's socket.
+    let (body, inner) = forward_for(&routing, key.verkey(), b"{\"moved\":true}");
+    assert_eq!(a.post(body).await.0, 202);
+    let delivery = client.ws_next(&mut on_b).await;
+    assert_eq!(delivery["~attach"][0]["data"]["json"], inner);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_subscription_drops_resubscribes_and_reloads_its_routes() {
+    let p = prefix();
+    let a = instance(&p, "a").await;
+    let b = instance(&p, "b").await;
+    let client = Client::connect(&a).await;
+    let (routing, key, conn) = client.mediated_key(&a).await;
+    // Kill B's pub/sub connection (CLIENT KILL TYPE pubsub kills every subscriber: A's too).
+    let pool = server().pool().unwrap();
+    let mut admin = pool.get().await.unwrap();
+    let before = b.mediator.cluster().resubscribes();
+    let killed: i64 = mediator_store_redis::deadpool_redis::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed >= 2, "killed {killed} subscribers");
+    // While B is away, A's client goes live: B misses the announcement...
+    let mut ws = open_ws(&a).await;
+    go_live(&client, &mut ws).await;
+    // ...and learns it from the registry when it resubscribes.
+    wait_for(
+        || b.mediator.cluster().resubscribes() > before && b.mediator.cluster().is_subscribed(),
+        "B resubscribed",
+    )
+    .await;
+    routed_everywhere(&[&b], &conn, "a").await;
+    let (body, inner) = forward_for(&routing, key.verkey(), b"{\"after\":\"resubscribe\"}");
+    assert_eq!(b.post(body).await.0, 202);
+    let delivery: Value = client.ws_next(&mut ws).await;
+    assert_eq!(delivery["~attach"][0]["data"]["json"], inner);
+
+    // An instance that starts now never heard the announcement: it knows the route from the
+    // registry it loads when it subscribes (and it wipes nothing of the others').
+    let c = instance(&p, "c").await;
+    assert_eq!(
+        c.mediator
+            .cluster()
+            .routes()
+            .get(&conn)
+            .map(|h| h.instance.clone()),
+        Some("a".to_owned()),
+        "a new instance did not load the live sessions from the registry"
+    );
+    let (body, inner) = forward_for(&routing, key.verkey(), b"{\"via\":\"c\"}");
+    assert_eq!(c.post(body).await.0, 202);
+    assert_eq!(
+        client.ws_next(&mut ws).await["~attach"][0]["data"]["json"],
+        inner
+    );
+    assert!(a.mediator.sessions().live(&conn).is_some());
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+}
