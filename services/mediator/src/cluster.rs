@@ -12,6 +12,15 @@
 //!   it on the WebSocket. No holder listening (the notice reached nobody) or no session there any
 //!   more: the message is given back to the queue and waits for the next pickup.
 //!
+//! - Repair, because pub/sub is at most once and caches lag: a Forward whose notice reached
+//!   nobody (the holder died or is resubscribing), or that found no route while a live session
+//!   may just be opening elsewhere, is remembered for a while ([`Cluster::hold`]). When a live
+//!   session of that connection is announced (or found in a reload), the remembered messages go
+//!   to its holder. After every resubscribe an instance announces its live sessions again, so
+//!   peers that held messages for it while it was deaf send them. Only messages that arrived
+//!   while the client was live are pushed this way: messages queued before live mode stay for
+//!   delivery-request (RFC 0685).
+//!
 //! On the memory backend there is no bus: the routing cache only ever holds this instance.
 //! This module must not decide what a delivery contains (see [`crate::delivery`]).
 
@@ -24,13 +33,12 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
 use mediator_store::{ConnectionId, LiveHolder, LiveSessionRegistry, MessageId};
-use mediator_store_redis::deadpool_redis::{self, redis, Pool};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
 
+pub use crate::bus::{BusError, RedisBus};
 use crate::{
     mediator::Mediator,
     sessions::{LiveSessionChange, LiveSessionEvent},
@@ -71,68 +79,6 @@ pub enum Notice {
     },
 }
 
-/// A bus failure (publishing or subscribing).
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    /// The Redis client failed.
-    #[error("Redis pub/sub failed")]
-    Redis(#[from] redis::RedisError),
-    /// No pooled connection.
-    #[error("no Redis connection")]
-    Pool(#[from] deadpool_redis::PoolError),
-    /// A notice could not be encoded.
-    #[error("notice could not be encoded")]
-    Encode(#[from] serde_json::Error),
-}
-
-/// Redis pub/sub between instances: PUBLISH through the pool, SUBSCRIBE on a connection of its
-/// own (reconnected by [`Cluster::run`]).
-#[derive(Clone)]
-pub struct RedisBus {
-    pool: Pool,
-    client: redis::Client,
-    prefix: String,
-}
-
-impl std::fmt::Debug for RedisBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBus")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisBus {
-    /// A bus over `pool` (publishing) and `url` (subscribing), channels under `prefix`.
-    pub fn new(pool: Pool, url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
-        Ok(Self {
-            pool,
-            client: redis::Client::open(url)?,
-            prefix: prefix.to_owned(),
-        })
-    }
-
-    fn events_channel(&self) -> String {
-        format!("{}live:events", self.prefix)
-    }
-
-    fn instance_channel(&self, instance: &str) -> String {
-        format!("{}live:to:{instance}", self.prefix)
-    }
-
-    /// Publishes `notice` on `channel`; returns how many subscribers received it.
-    async fn publish(&self, channel: &str, notice: &Notice) -> Result<usize, BusError> {
-        let payload = serde_json::to_vec(notice)?;
-        let mut conn = self.pool.get().await?;
-        let receivers: usize = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut conn)
-            .await?;
-        Ok(receivers)
-    }
-}
-
 /// This instance's view of the cluster. Cheap to share (`Arc` inside the mediator).
 #[derive(Debug)]
 pub struct Cluster {
@@ -144,7 +90,16 @@ pub struct Cluster {
     routes: Mutex<HashMap<ConnectionId, LiveHolder>>,
     subscribed: AtomicBool,
     resubscribes: AtomicU64,
+    /// Messages whose live delivery could not be routed yet, by connection, with when to forget.
+    pending: Mutex<HashMap<ConnectionId, Vec<(MessageId, tokio::time::Instant)>>>,
+    /// How long a message whose notice reached nobody is remembered.
+    unheard_grace: Duration,
+    /// How long a message that found no route is remembered (a live session may be opening).
+    unrouted_grace: Duration,
 }
+
+/// Most remembered messages: past it, the oldest are forgotten (they wait in the queue).
+const MAX_PENDING: usize = 100_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -166,7 +121,56 @@ impl Cluster {
             routes: Mutex::default(),
             subscribed: AtomicBool::new(false),
             resubscribes: AtomicU64::new(0),
+            pending: Mutex::default(),
+            unheard_grace: Duration::from_millis(lease_ms.saturating_mul(2)),
+            unrouted_grace: Duration::from_secs(3),
         }
+    }
+
+    /// Whether this instance has peers (a bus).
+    pub fn is_clustered(&self) -> bool {
+        self.bus.is_some()
+    }
+
+    /// Remembers a queued message of `connection` that should have gone live but could not be
+    /// routed: `heard_by_nobody` (a notice reached no instance) or no route was known.
+    pub fn hold(&self, connection: &ConnectionId, id: &MessageId, heard_by_nobody: bool) {
+        if self.bus.is_none() {
+            return;
+        }
+        let grace = if heard_by_nobody {
+            self.unheard_grace
+        } else {
+            self.unrouted_grace
+        };
+        let until = tokio::time::Instant::now() + grace;
+        let mut pending = lock(&self.pending);
+        if pending.len() >= MAX_PENDING {
+            prune(&mut pending);
+            if pending.len() >= MAX_PENDING {
+                return;
+            }
+        }
+        pending
+            .entry(connection.clone())
+            .or_default()
+            .push((id.clone(), until));
+    }
+
+    /// The remembered messages of `connection` (forgotten here once taken).
+    fn take_pending(&self, connection: &ConnectionId) -> Vec<MessageId> {
+        let now = tokio::time::Instant::now();
+        lock(&self.pending)
+            .remove(connection)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn pending_connections(&self) -> Vec<ConnectionId> {
+        lock(&self.pending).keys().cloned().collect()
     }
 
     /// This instance's id.
@@ -271,8 +275,11 @@ impl Cluster {
     /// announces this instance's live sessions, refreshes their leases, and (with a bus) listens
     /// to the other instances.
     pub fn start(mediator: &Mediator) -> Vec<tokio::task::JoinHandle<()>> {
+        // Subscribed here, not in the task: no live-session event between now and the task's
+        // first poll is missed.
+        let events = mediator.sessions().subscribe();
         let mut tasks = vec![
-            tokio::spawn(record_sessions(mediator.clone())),
+            tokio::spawn(record_sessions(mediator.clone(), events)),
             tokio::spawn(refresh_leases(mediator.clone())),
         ];
         if mediator.cluster().bus.is_some() {
@@ -282,9 +289,65 @@ impl Cluster {
     }
 }
 
+fn prune(pending: &mut HashMap<ConnectionId, Vec<(MessageId, tokio::time::Instant)>>) {
+    let now = tokio::time::Instant::now();
+    pending.retain(|_, ids| {
+        ids.retain(|(_, until)| *until > now);
+        !ids.is_empty()
+    });
+}
+
+/// The client's live session moved here from another instance (which may have died with
+/// messages on its socket that the client never acknowledged): everything still queued for the
+/// connection is delivered on the new session, the in-flight messages first given back. This is
+/// the one place queued messages go out in live mode: they were live deliveries before (or raced
+/// the move), and a client in live mode does not ask again.
+async fn take_over(mediator: &Mediator, connection: &ConnectionId) {
+    let queue = &mediator.stores().queue;
+    let held = match queue.take(connection, usize::MAX, None).await {
+        Ok(held) => held,
+        Err(err) => {
+            warn!(error = %err, connection = %connection, "take-over: queue unavailable");
+            return;
+        }
+    };
+    if held.is_empty() {
+        return;
+    }
+    let ids: Vec<MessageId> = held.into_iter().map(|m| m.id).collect();
+    if let Err(err) = queue.release(connection, &ids).await {
+        warn!(error = %err, connection = %connection, "take-over: in-flight messages not given back");
+    }
+    match mediator.deliver_queued(connection, None).await {
+        Ok(n) => {
+            info!(connection = %connection, messages = n, "take-over: queued messages delivered on the new live session")
+        }
+        Err(err) => {
+            warn!(error = %err, connection = %connection, "take-over delivery failed; the messages wait in the queue")
+        }
+    }
+}
+
+/// Sends the messages remembered for `connection` to `holder` (this instance or a peer).
+async fn flush_pending(mediator: &Mediator, connection: &ConnectionId, holder: &LiveHolder) {
+    let cluster = mediator.cluster();
+    let ids = cluster.take_pending(connection);
+    if ids.is_empty() {
+        return;
+    }
+    debug!(connection = %connection, holder = %holder.instance, messages = ids.len(), "repair: remembered messages sent to the live session");
+    if holder.instance == cluster.instance {
+        mediator.deliver_notice(connection, &ids, None).await;
+    } else if let Err(err) = cluster.notify(holder, connection, &ids, None).await {
+        warn!(error = %err, "repair notice failed; the messages wait in the queue");
+    }
+}
+
 /// Local live-session events -> registry and announcements.
-async fn record_sessions(mediator: Mediator) {
-    let mut events = mediator.sessions().subscribe();
+async fn record_sessions(
+    mediator: Mediator,
+    mut events: tokio::sync::broadcast::Receiver<LiveSessionEvent>,
+) {
     loop {
         match events.recv().await {
             Ok(event) => on_local_event(&mediator, event).await,
@@ -324,9 +387,11 @@ async fn on_local_event(mediator: &Mediator, event: LiveSessionEvent) {
                 .open(&connection, &holder, cluster.lease_ms)
                 .await
             {
-                Ok(Some(previous)) => {
-                    debug!(connection = %connection, previous = %previous.instance, "live session taken over")
+                Ok(Some(previous)) if previous.instance != cluster.instance => {
+                    info!(connection = %connection, previous = %previous.instance, "live session taken over from another instance");
+                    take_over(mediator, &connection).await;
                 }
+                Ok(Some(_)) => {}
                 Ok(None) => {}
                 Err(err) => {
                     warn!(error = %err, connection = %connection, "live session not recorded in the registry; other instances route to it once it is")
@@ -355,6 +420,15 @@ async fn on_local_event(mediator: &Mediator, event: LiveSessionEvent) {
             warn!(error = %err, "live-session announcement not published; peers repair their caches on resubscribe");
         }
     }
+    if let Notice::Open {
+        connection,
+        instance,
+        session,
+    } = notice
+    {
+        let holder = LiveHolder { instance, session };
+        flush_pending(mediator, &connection, &holder).await;
+    }
 }
 
 /// Keeps this instance's registry leases running.
@@ -372,6 +446,7 @@ async fn refresh_leases(mediator: Mediator) {
         {
             warn!(error = %err, "live-session leases not refreshed");
         }
+        prune(&mut lock(&cluster.pending));
     }
 }
 
@@ -389,14 +464,8 @@ async fn listen(mediator: Mediator) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
-        let subscribed = async {
-            let mut pubsub = bus.client.get_async_pubsub().await?;
-            pubsub.subscribe(&events).await?;
-            pubsub.subscribe(&mine).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        }
-        .await;
-        let pubsub = match subscribed {
+        let subscribed = bus.subscribe(&[&events, &mine]).await;
+        let mut subscription = match subscribed {
             Ok(p) => p,
             Err(err) => {
                 warn!(error = %err, retry_ms = backoff.as_millis() as u64, "pub/sub subscription failed");
@@ -414,8 +483,25 @@ async fn listen(mediator: Mediator) {
         cluster.reload().await;
         cluster.subscribed.store(true, Ordering::Relaxed);
         info!(instance = %cluster.instance, "subscribed to the cluster channels");
-        let mut stream = pubsub.into_on_message();
-        while let Some(msg) = stream.next().await {
+        // Repair what was missed while deaf: peers may hold messages for our live clients (they
+        // flush them when they hear these), and we may hold messages for theirs.
+        for (connection, session) in mediator.sessions().live_connections() {
+            let notice = Notice::Open {
+                connection,
+                instance: cluster.instance.clone(),
+                session,
+            };
+            if let Err(err) = bus.publish(&events, &notice).await {
+                warn!(error = %err, "live session not re-announced");
+            }
+        }
+        for connection in cluster.pending_connections() {
+            let holder = lock(&cluster.routes).get(&connection).cloned();
+            if let Some(holder) = holder {
+                flush_pending(&mediator, &connection, &holder).await;
+            }
+        }
+        while let Some(msg) = subscription.next().await {
             let payload: &[u8] = msg.get_payload_bytes();
             match serde_json::from_slice::<Notice>(payload) {
                 Ok(Notice::Deliver {
@@ -434,9 +520,15 @@ async fn listen(mediator: Mediator) {
                     if let Notice::Open {
                         connection,
                         instance,
-                        ..
+                        session,
                     } = &notice
                     {
+                        let holder = LiveHolder {
+                            instance: instance.clone(),
+                            session: *session,
+                        };
+                        let (m, c) = (mediator.clone(), connection.clone());
+                        tokio::spawn(async move { flush_pending(&m, &c, &holder).await });
                         // A newer live session elsewhere takes over: ours stops being live (the
                         // socket stays open; its unacknowledged messages stay in flight on it).
                         if *instance != cluster.instance

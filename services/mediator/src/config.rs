@@ -96,6 +96,31 @@ pub struct RedisConfig {
     /// Refuse to start when Redis may evict keys (`maxmemory-policy` other than `noeviction`):
     /// an evicted queue is lost messages.
     pub require_noeviction: bool,
+    /// Talk to a Redis Cluster (the cluster client: commands routed by hash slot, sharded
+    /// pub/sub) instead of one node.
+    pub cluster: bool,
+    /// Seed nodes of the cluster (`redis://host:port`, any subset of its nodes; the client
+    /// learns the rest). Empty: `url` is the one seed.
+    pub cluster_nodes: Vec<String>,
+}
+
+impl RedisConfig {
+    /// The URLs to start from: the cluster seeds (or `url` when none is given) on a cluster,
+    /// `url` alone otherwise.
+    pub fn seeds(&self) -> Vec<String> {
+        let nodes: Vec<String> = self
+            .cluster_nodes
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if self.cluster && !nodes.is_empty() {
+            nodes
+        } else {
+            vec![self.url.clone()]
+        }
+    }
 }
 
 impl fmt::Debug for RedisConfig {
@@ -106,6 +131,15 @@ impl fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
             .field("require_noeviction", &self.require_noeviction)
+            .field("cluster", &self.cluster)
+            .field(
+                "cluster_nodes",
+                &self
+                    .cluster_nodes
+                    .iter()
+                    .map(|n| redact_url(n))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -269,6 +303,10 @@ impl Config {
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
+                    // The one list: `MEDIATOR_STORAGE__REDIS__CLUSTER_NODES=redis://a:7000,redis://b:7000`
+                    // (only this key, so a comma in any other value stays text).
+                    .list_separator(",")
+                    .with_list_parse_key("storage.redis.cluster_nodes")
                     .source(Some(env.into_iter().collect())),
             )
             .build()?;
@@ -307,13 +345,26 @@ impl Config {
                 )));
             }
         }
-        if self.storage.backend == StorageBackend::Redis
-            && !(self.storage.redis.url.starts_with("redis://")
-                || self.storage.redis.url.starts_with("rediss://"))
-        {
-            return Err(ConfigError::Invalid(
-                "storage.redis.url must start with redis:// or rediss://".into(),
-            ));
+        if self.storage.backend == StorageBackend::Redis {
+            let redis = &self.storage.redis;
+            let is_redis_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+            if !is_redis_url(&redis.url) {
+                return Err(ConfigError::Invalid(
+                    "storage.redis.url must start with redis:// or rediss://".into(),
+                ));
+            }
+            if !redis.cluster_nodes.is_empty() && !redis.cluster {
+                // Seeds without cluster mode would be ignored silently: say so instead.
+                return Err(ConfigError::Invalid(
+                    "storage.redis.cluster_nodes is set but storage.redis.cluster is false".into(),
+                ));
+            }
+            if let Some(bad) = redis.seeds().iter().find(|u| !is_redis_url(u)) {
+                return Err(ConfigError::Invalid(format!(
+                    "storage.redis.cluster_nodes must be redis:// or rediss:// URLs (got {:?})",
+                    redact_url(bad)
+                )));
+            }
         }
         if self
             .cluster
@@ -471,6 +522,54 @@ mod tests {
             ]),
         )
         .is_err());
+    }
+
+    #[test]
+    fn redis_cluster_seeds_come_from_the_list_or_the_url() {
+        let base = [
+            ("MEDIATOR_STORAGE__BACKEND", "redis"),
+            ("MEDIATOR_STORAGE__REDIS__URL", "redis://10.0.0.1:7000"),
+        ];
+        let c = Config::load(None, env(&base)).unwrap();
+        assert!(!c.storage.redis.cluster, "cluster mode is off by default");
+        assert!(c.storage.redis.cluster_nodes.is_empty());
+        assert_eq!(c.storage.redis.seeds(), ["redis://10.0.0.1:7000"]);
+
+        let mut on = base.to_vec();
+        on.push(("MEDIATOR_STORAGE__REDIS__CLUSTER", "true"));
+        let c = Config::load(None, env(&on)).unwrap();
+        assert_eq!(
+            c.storage.redis.seeds(),
+            ["redis://10.0.0.1:7000"],
+            "url is the one seed"
+        );
+
+        on.push((
+            "MEDIATOR_STORAGE__REDIS__CLUSTER_NODES",
+            "redis://a:7000, redis://u:pw@b:7001",
+        ));
+        on.push(("MEDIATOR_LABEL", "Mediator, Inc."));
+        let c = Config::load(None, env(&on)).unwrap();
+        assert_eq!(
+            c.storage.redis.seeds(),
+            ["redis://a:7000", "redis://u:pw@b:7001"]
+        );
+        assert_eq!(
+            c.label, "Mediator, Inc.",
+            "only the seed list is split on commas"
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("pw@"), "{dbg}");
+
+        let mut off = base.to_vec();
+        off.push(("MEDIATOR_STORAGE__REDIS__CLUSTER_NODES", "redis://a:7000"));
+        let err = Config::load(None, env(&off)).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(m) if m.contains("cluster is false")));
+        let mut bad = base.to_vec();
+        bad.push(("MEDIATOR_STORAGE__REDIS__CLUSTER", "true"));
+        bad.push(("MEDIATOR_STORAGE__REDIS__CLUSTER_NODES", "a:7000"));
+        let err = Config::load(None, env(&bad)).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(m) if m.contains("cluster_nodes")));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use didcomm_envelope::{pack, ContentEnc};
 use didcomm_message::DocUri;
 use mediator_store::{ConnectionId, MessageId, QueuedMessage};
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::{
     error::InboundError,
@@ -130,18 +130,11 @@ impl Mediator {
             return Ok(0);
         };
         let queue = &self.stores().queue;
+        let lease = self.config().pickup.redelivery_after_ms;
         let messages: Vec<QueuedMessage> = match only {
-            Some(ids) => {
-                let mut found = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(m) = queue.get(connection, id).await? {
-                        found.push(m);
-                    }
-                }
-                found
-            }
+            // Only those that wait: one in flight (delivered elsewhere) is not sent twice.
+            Some(ids) => queue.lease_ids(connection, ids, lease).await?,
             None => {
-                let lease = self.config().pickup.redelivery_after_ms;
                 let leased = queue.lease(connection, usize::MAX, None, lease).await?;
                 self.stats()
                     .redelivered(leased.iter().filter(|q| q.deliveries > 1).count());
@@ -151,13 +144,21 @@ impl Mediator {
         let mut sent = 0;
         for chunk in messages.chunks(self.config().pickup.max_batch) {
             let items: Vec<Item<'_>> = chunk.iter().map(|m| (&m.id, &m.payload[..])).collect();
-            sent += self.deliver_live(connection, &live, &items)?;
+            let n = self.deliver_live(connection, &live, &items)?;
+            if n == 0 && !live.session.is_open() {
+                // The session went away: what it did not take waits again.
+                let ids: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
+                queue.release(connection, &ids).await?;
+                return Ok(sent);
+            }
+            sent += n;
         }
         Ok(sent)
     }
 
-    /// A peer's notice: deliver `ids` of `connection` on its live session here. When there is
-    /// none (it closed meanwhile), the messages are given back to the queue at once.
+    /// A peer's notice: deliver those of `ids` of `connection` that still wait on its live session
+    /// here. When there is none (it closed meanwhile), they wait in the queue, remembered for the
+    /// next live session announced.
     pub async fn deliver_notice(
         &self,
         connection: &ConnectionId,
@@ -165,22 +166,19 @@ impl Mediator {
         traceparent: Option<&str>,
     ) {
         let span = tracing::debug_span!("cluster.deliver", mediator.connection_id = %connection, trace.parent = traceparent.unwrap_or(""));
-        let _entered = span.enter();
-        let sent = match self.sessions().live(connection) {
-            Some(_) => self.deliver_queued(connection, Some(ids)).await,
-            None => Ok(0),
-        };
-        match sent {
-            Ok(n) if n > 0 => {}
-            Ok(_) => {
-                if let Err(err) = self.stores().queue.release(connection, ids).await {
-                    warn!(error = %err, connection = %connection, "undeliverable notice: messages stay in flight until their lease ends");
+        async {
+            if self.sessions().live(connection).is_none() {
+                for id in ids {
+                    self.cluster().hold(connection, id, true);
                 }
+                return;
             }
-            Err(err) => {
-                warn!(error = %err, connection = %connection, "cluster delivery failed; the messages are delivered again when their lease ends")
+            if let Err(err) = self.deliver_queued(connection, Some(ids)).await {
+                warn!(error = %err, connection = %connection, "cluster delivery failed; the messages wait in the queue");
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// Writes one queued message itself (no pickup wrapper) on `session`, and removes it from the

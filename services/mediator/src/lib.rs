@@ -5,6 +5,7 @@
 //! upgrades (see [`server`]); [`mediator::Mediator`] is the inbound and outbound path; the
 //! protocol handlers live in [`protocols`].
 
+pub mod bus;
 pub mod cluster;
 pub mod config;
 pub mod delivery;

@@ -40,6 +40,8 @@ pub fn router(mediator: Mediator) -> Router {
     Router::new()
         .route("/", get(websocket).post(post_envelope))
         .route("/invitation", get(invitation))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/invitation.svg", get(invitation_svg))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(mediator)
@@ -252,6 +254,31 @@ async fn timed(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("write did not complete within {limit:?}")),
+    }
+}
+
+/// Alive: the process serves HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: the stores answer and the cluster subscription is live.
+async fn readyz(State(mediator): State<Mediator>) -> Response {
+    let probe = mediator_store::ConnectionId::from("readyz-probe");
+    let store = mediator.stores().queue.status(&probe, None).await;
+    let subscribed = mediator.cluster().is_subscribed();
+    match (store, subscribed) {
+        (Ok(_), true) => (StatusCode::OK, "ready\n").into_response(),
+        (Err(err), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: storage: {err}\n"),
+        )
+            .into_response(),
+        (Ok(_), false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: cluster subscription down\n",
+        )
+            .into_response(),
     }
 }
 

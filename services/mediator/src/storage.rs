@@ -1,15 +1,24 @@
-//! Opens the stores (and, on Redis, the pub/sub bus) the configuration names, and checks that a Redis is fit to hold messages
-//! (reachable; no eviction; persistence on) before the instance serves anyone.
+//! Opens the stores (and, on Redis, the pub/sub bus) the configuration names, and checks that a
+//! Redis is fit to hold messages (reachable; no eviction; persistence on) before the instance
+//! serves anyone. On a Redis Cluster (`storage.redis.cluster`) the stores get a cluster pool
+//! seeded from `storage.redis.cluster_nodes` (or `url`), and every master is checked.
 //!
 //! This module decides nothing about protocol; it only builds [`Stores`].
 
-use deadpool_redis::{redis, PoolConfig, Runtime};
+use deadpool_redis::{
+    redis::{
+        self,
+        aio::ConnectionLike,
+        cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo},
+    },
+    PoolConfig, Runtime,
+};
 use mediator_store::Stores;
 use mediator_store_redis::{
     deadpool_redis, RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore,
-    RedisMessageQueue,
+    RedisMessageQueue, RedisPool,
 };
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use thiserror::Error;
 use tracing::{info, warn};
@@ -78,49 +87,43 @@ pub async fn open(config: &Config) -> Result<Backend, StorageError> {
 
 async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
     let settings = &config.storage.redis;
-    let url = redact_url(&settings.url);
-    let mut pool_config = deadpool_redis::Config::from_url(settings.url.clone());
-    pool_config.pool = Some(PoolConfig::new(settings.pool_size.max(1)));
-    let pool = pool_config
-        .create_pool(Some(Runtime::Tokio1))
-        .map_err(|source| StorageError::Pool {
-            url: url.clone(),
-            source,
-        })?;
-    let unreachable =
-        |source: Box<dyn std::error::Error + Send + Sync>| StorageError::Unreachable {
-            url: url.clone(),
-            source,
-        };
-    let mut conn = pool.get().await.map_err(|e| unreachable(Box::new(e)))?;
-    redis::cmd("PING")
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| unreachable(Box::new(e)))?;
-    match config_get(&mut conn, "maxmemory-policy").await {
-        Some(policy) if policy != "noeviction" => {
-            if settings.require_noeviction {
-                return Err(StorageError::Evicting { url, policy });
-            }
-            warn!(%url, %policy, "Redis may EVICT queued messages (maxmemory-policy is not noeviction); started anyway because storage.redis.require_noeviction = false");
-        }
-        Some(_) => {}
-        None => {
-            warn!(%url, "cannot read Redis maxmemory-policy (CONFIG GET refused): make sure it is noeviction")
-        }
-    }
-    match config_get(&mut conn, "appendonly").await.as_deref() {
-        Some("yes") => {}
-        Some(_) => {
-            warn!(%url, "Redis runs without the append-only file: a Redis restart loses every message acknowledged since its last snapshot (set appendonly yes)")
-        }
-        None => {
-            warn!(%url, "cannot read Redis appendonly (CONFIG GET refused): make sure persistence is on")
-        }
-    }
-    drop(conn);
-    info!(%url, prefix = %settings.key_prefix, "storage: Redis");
     let prefix = &settings.key_prefix;
+    let pool_config = PoolConfig::new(settings.pool_size.max(1));
+    let (pool, bus, url) = if settings.cluster {
+        let seeds = settings.seeds();
+        let url = seeds
+            .iter()
+            .map(|s| redact_url(s))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut cluster_config = deadpool_redis::cluster::Config::from_urls(seeds.clone());
+        cluster_config.pool = Some(pool_config);
+        let pool = cluster_config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|source| StorageError::Pool {
+                url: url.clone(),
+                source,
+            })?;
+        check_cluster(&pool, settings.require_noeviction, &url).await?;
+        let bus = RedisBus::cluster(pool.clone(), &seeds, prefix)
+            .map_err(|e| unreachable(&url, Box::new(e)))?;
+        (RedisPool::from(pool), bus, url)
+    } else {
+        let url = redact_url(&settings.url);
+        let mut single_config = deadpool_redis::Config::from_url(settings.url.clone());
+        single_config.pool = Some(pool_config);
+        let pool = single_config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|source| StorageError::Pool {
+                url: url.clone(),
+                source,
+            })?;
+        check_single(&pool, settings.require_noeviction, &url).await?;
+        let bus = RedisBus::new(pool.clone(), &settings.url, prefix)
+            .map_err(|e| unreachable(&url, Box::new(e)))?;
+        (RedisPool::from(pool), bus, url)
+    };
+    info!(%url, cluster = settings.cluster, prefix = %prefix, "storage: Redis");
     let stores = Stores {
         connections: Arc::new(RedisConnectionStore::new(pool.clone(), prefix)),
         mediation: Arc::new(RedisMediationStore::new(pool.clone(), prefix)),
@@ -129,21 +132,163 @@ async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
             prefix,
             config.queue.limits(),
         )),
-        registry: Arc::new(RedisLiveSessionRegistry::new(pool.clone(), prefix)),
+        registry: Arc::new(RedisLiveSessionRegistry::new(pool, prefix)),
     };
-    let bus = RedisBus::new(pool, &settings.url, prefix).map_err(|e| unreachable(Box::new(e)))?;
     Ok(Backend {
         stores,
         bus: Some(bus),
     })
 }
 
+fn unreachable(url: &str, source: Box<dyn std::error::Error + Send + Sync>) -> StorageError {
+    StorageError::Unreachable {
+        url: url.to_owned(),
+        source,
+    }
+}
+
+/// PING, then the node's eviction policy and persistence.
+async fn check_single(
+    pool: &deadpool_redis::Pool,
+    require_noeviction: bool,
+    url: &str,
+) -> Result<(), StorageError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| unreachable(url, Box::new(e)))?;
+    redis::cmd("PING")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| unreachable(url, Box::new(e)))?;
+    let cluster_info: Option<String> = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut conn)
+        .await
+        .ok();
+    if cluster_info.is_some_and(|info| info.contains("cluster_enabled:1")) {
+        warn!(%url, "Redis runs in cluster mode but storage.redis.cluster = false: keys of other nodes' slots will fail with MOVED (set storage.redis.cluster = true)");
+    }
+    let policy = config_get(&mut conn, "maxmemory-policy").await;
+    let appendonly = config_get(&mut conn, "appendonly").await;
+    judge(url, policy, appendonly, require_noeviction)
+}
+
+/// PING on every master (the cluster client sends it to each), then the eviction policy and
+/// persistence of every master: each holds some of the queues, so each must be fit. Replicas
+/// are not asked: they take no writes, and a replica promoted later is not checked (run them
+/// with the same settings).
+async fn check_cluster(
+    pool: &deadpool_redis::cluster::Pool,
+    require_noeviction: bool,
+    url: &str,
+) -> Result<(), StorageError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| unreachable(url, Box::new(e)))?;
+    redis::cmd("PING")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| unreachable(url, Box::new(e)))?;
+    let info: Option<String> = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query_async(&mut conn)
+        .await
+        .ok();
+    if !info.is_some_and(|info| info.contains("cluster_state:ok")) {
+        warn!(%url, "Redis Cluster does not say cluster_state:ok (yet): operations on unserved slots fail until it does");
+    }
+    let policies = config_get_masters(&mut conn, "maxmemory-policy").await;
+    let mut appendonly = config_get_masters(&mut conn, "appendonly").await;
+    for (node, policy) in policies {
+        let aof = appendonly.remove(&node).flatten();
+        judge(&node, policy, aof, require_noeviction)?;
+    }
+    Ok(())
+}
+
+/// Refuses an evicting node (unless allowed) and warns about one without the append-only file
+/// or whose settings cannot be read.
+fn judge(
+    url: &str,
+    policy: Option<String>,
+    appendonly: Option<String>,
+    require_noeviction: bool,
+) -> Result<(), StorageError> {
+    match policy {
+        Some(policy) if policy != "noeviction" => {
+            if require_noeviction {
+                return Err(StorageError::Evicting {
+                    url: url.to_owned(),
+                    policy,
+                });
+            }
+            warn!(%url, %policy, "Redis may EVICT queued messages (maxmemory-policy is not noeviction); started anyway because storage.redis.require_noeviction = false");
+        }
+        Some(_) => {}
+        None => {
+            warn!(%url, "cannot read Redis maxmemory-policy (CONFIG GET refused): make sure it is noeviction")
+        }
+    }
+    match appendonly.as_deref() {
+        Some("yes") => {}
+        Some(_) => {
+            warn!(%url, "Redis runs without the append-only file: a Redis restart loses every message acknowledged since its last snapshot (set appendonly yes)")
+        }
+        None => {
+            warn!(%url, "cannot read Redis appendonly (CONFIG GET refused): make sure persistence is on")
+        }
+    }
+    Ok(())
+}
+
 /// `CONFIG GET name`, or `None` when the server refuses it.
-async fn config_get(conn: &mut deadpool_redis::Connection, name: &str) -> Option<String> {
-    let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+async fn config_get(conn: &mut impl ConnectionLike, name: &str) -> Option<String> {
+    let reply: redis::RedisResult<redis::Value> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(name)
         .query_async(conn)
         .await;
-    reply.ok().and_then(|pair| pair.into_iter().nth(1))
+    reply.ok().and_then(|v| config_value(v, name))
+}
+
+/// `CONFIG GET name` on every master: node address -> its value (`None` where refused). The
+/// cluster client's own view of the topology names the masters.
+async fn config_get_masters(
+    conn: &mut deadpool_redis::cluster::Connection,
+    name: &str,
+) -> HashMap<String, Option<String>> {
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("GET").arg(name);
+    // No response policy: the client answers with a map of node address -> that node's reply.
+    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let pairs = match conn.route_command(cmd, routing).await {
+        Ok(redis::Value::Map(pairs)) => pairs,
+        // The masters could not be asked one by one: one entry says so.
+        _ => return HashMap::from([("every master".to_owned(), None)]),
+    };
+    pairs
+        .into_iter()
+        .map(|(node, reply)| {
+            let node = redis::from_redis_value::<String>(node).unwrap_or_else(|_| "?".to_owned());
+            (node, config_value(reply, name))
+        })
+        .collect()
+}
+
+/// The value in a `CONFIG GET` reply: `[name, value]` over RESP2, `{name: value}` over RESP3;
+/// `None` for an error reply or anything else.
+fn config_value(reply: redis::Value, name: &str) -> Option<String> {
+    match reply {
+        redis::Value::Map(pairs) => pairs.into_iter().find_map(|(k, v)| {
+            let k: String = redis::from_redis_value(k).ok()?;
+            (k == name)
+                .then(|| redis::from_redis_value(v).ok())
+                .flatten()
+        }),
+        other => redis::from_redis_value::<Vec<String>>(other)
+            .ok()
+            .and_then(|pair| pair.into_iter().nth(1)),
+    }
 }

@@ -9,16 +9,14 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use deadpool_redis::{
-    redis::{self, Script},
-    Pool,
-};
+use deadpool_redis::redis::{self, Script};
 use didcomm_envelope::VerKey;
 use mediator_store::{ConnectionId, ConnectionRecord, ConnectionStore, Entity, Result, StoreError};
 
 use crate::{
     error::{self, ReplyError, UnreadableIndexEntries},
     keys::{stored_key, ConnectionKeys},
+    pool::{RedisConnection, RedisPool},
 };
 
 /// The scripts that write share their helpers (`connection_common.lua`).
@@ -44,7 +42,7 @@ static FIND_THEIR: LazyLock<Script> =
 /// Connection records in Redis. Clones share the pool (cheap to clone).
 #[derive(Clone)]
 pub struct RedisConnectionStore {
-    pool: Pool,
+    pool: RedisPool,
     keys: Arc<ConnectionKeys>,
 }
 
@@ -59,14 +57,14 @@ impl std::fmt::Debug for RedisConnectionStore {
 impl RedisConnectionStore {
     /// A store whose keys are under `prefix` (any text; stores with different prefixes never see
     /// each other's records). No round trip: nothing is checked until the first operation.
-    pub fn new(pool: Pool, prefix: &str) -> Self {
+    pub fn new(pool: impl Into<RedisPool>, prefix: &str) -> Self {
         Self {
-            pool,
+            pool: pool.into(),
             keys: Arc::new(ConnectionKeys::new(prefix)),
         }
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection> {
+    async fn connection(&self) -> Result<RedisConnection> {
         self.pool.get().await.map_err(error::pool)
     }
 

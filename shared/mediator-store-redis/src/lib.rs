@@ -4,9 +4,12 @@
 //! ([`MessageQueue`](mediator_store::MessageQueue)), for mediator instances that share one Redis
 //! (or Redis Cluster).
 //!
-//! Both take a [`deadpool_redis::Pool`] (cheap to clone: share one per process) and a key
-//! prefix, so that tenants and tests can share a Redis without seeing each other's keys. The
-//! prefix is any text (braces in it are escaped, so it can never break the hash tag).
+//! Each takes a [`RedisPool`] (cheap to clone: share one per process): a single-node
+//! [`deadpool_redis::Pool`] or a Redis Cluster [`deadpool_redis::cluster::Pool`] (either converts
+//! with `From`), and a key prefix, so that tenants and tests can share a Redis without seeing
+//! each other's keys. The prefix is any text (braces in it are escaped, so it can never break
+//! the hash tag). The stores run unchanged on both: the cluster client routes every command and
+//! script by the hash slot of its keys (see below), and nothing here talks to a node by address.
 //!
 //! # Atomicity
 //!
@@ -71,7 +74,8 @@
 //! # Testing
 //!
 //! Feature `test-support` adds `testing::RedisServer`, a private redis-server on a free port
-//! for tests (this crate's own tests enable it, so `cargo test --workspace` runs them).
+//! for tests, and `testing::RedisCluster`, a private Redis Cluster of such servers (this crate's
+//! own tests enable it, so `cargo test --workspace` runs them).
 //!
 //! This crate must not hold protocol logic (the stores record and answer; handlers decide), and
 //! it does not cascade between stores: deleting a connection leaves its mediation alone.
@@ -80,6 +84,7 @@ mod connections;
 mod error;
 mod keys;
 mod mediation;
+mod pool;
 mod queue;
 mod registry;
 
@@ -89,5 +94,6 @@ pub mod testing;
 pub use connections::RedisConnectionStore;
 pub use deadpool_redis;
 pub use mediation::RedisMediationStore;
+pub use pool::{RedisConnection, RedisPool};
 pub use queue::RedisMessageQueue;
 pub use registry::RedisLiveSessionRegistry;

@@ -9,10 +9,7 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use deadpool_redis::{
-    redis::{self, Script},
-    Pool,
-};
+use deadpool_redis::redis::{self, Script};
 use didcomm_envelope::VerKey;
 use mediator_store::{
     ConnectionId, KeylistAction, KeylistPage, KeylistResult, KeylistUpdate, KeylistUpdateOutcome,
@@ -22,6 +19,7 @@ use mediator_store::{
 use crate::{
     error::{self, ReplyError},
     keys::{stored_key, MediationKeys},
+    pool::{RedisConnection, RedisPool},
 };
 
 static UPDATE_KEYLIST: LazyLock<Script> =
@@ -32,7 +30,7 @@ static DELETE: LazyLock<Script> =
 /// Mediation records and keylists in Redis. Clones share the pool (cheap to clone).
 #[derive(Clone)]
 pub struct RedisMediationStore {
-    pool: Pool,
+    pool: RedisPool,
     keys: Arc<MediationKeys>,
 }
 
@@ -47,14 +45,14 @@ impl std::fmt::Debug for RedisMediationStore {
 impl RedisMediationStore {
     /// A store whose keys are under `prefix` (any text; stores with different prefixes never see
     /// each other's records). No round trip: nothing is checked until the first operation.
-    pub fn new(pool: Pool, prefix: &str) -> Self {
+    pub fn new(pool: impl Into<RedisPool>, prefix: &str) -> Self {
         Self {
-            pool,
+            pool: pool.into(),
             keys: Arc::new(MediationKeys::new(prefix)),
         }
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection> {
+    async fn connection(&self) -> Result<RedisConnection> {
         self.pool.get().await.map_err(error::pool)
     }
 }

@@ -16,10 +16,7 @@ use std::sync::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_redis::{
-    redis::{self, Script, Value},
-    Pool,
-};
+use deadpool_redis::redis::{self, Script, Value};
 use didcomm_envelope::VerKey;
 use mediator_store::{
     ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus, QueuedMessage,
@@ -29,6 +26,7 @@ use mediator_store::{
 use crate::{
     error::{self, ReplyError},
     keys::{stored_key, QueueKeys},
+    pool::{RedisConnection, RedisPool},
 };
 
 /// Every queue script starts with the shared helpers (`queue_common.lua`).
@@ -46,6 +44,7 @@ macro_rules! queue_script {
 static ADD: LazyLock<Script> = queue_script!("queue_add.lua");
 static LEASE: LazyLock<Script> = queue_script!("queue_lease.lua");
 static TAKE: LazyLock<Script> = queue_script!("queue_take.lua");
+static LEASE_IDS: LazyLock<Script> = queue_script!("queue_lease_ids.lua");
 static GET: LazyLock<Script> = queue_script!("queue_get.lua");
 static STATUS: LazyLock<Script> = queue_script!("queue_status.lua");
 static RELEASE: LazyLock<Script> = queue_script!("queue_release.lua");
@@ -55,7 +54,7 @@ static EXPIRE: LazyLock<Script> = queue_script!("queue_expire.lua");
 /// Message queues in Redis. Clones share the pool and the counters (cheap to clone).
 #[derive(Clone)]
 pub struct RedisMessageQueue {
-    pool: Pool,
+    pool: RedisPool,
     prefix: Arc<str>,
     index: Arc<str>,
     limits: QueueLimits,
@@ -82,9 +81,9 @@ fn cap_arg<T: TryInto<i64>>(cap: Option<T>) -> i64 {
 
 impl RedisMessageQueue {
     /// Queues whose keys are under `prefix`, with these limits. No round trip.
-    pub fn new(pool: Pool, prefix: &str, limits: QueueLimits) -> Self {
+    pub fn new(pool: impl Into<RedisPool>, prefix: &str, limits: QueueLimits) -> Self {
         Self {
-            pool,
+            pool: pool.into(),
             index: QueueKeys::index(prefix).into(),
             prefix: prefix.into(),
             limits,
@@ -93,7 +92,7 @@ impl RedisMessageQueue {
         }
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection> {
+    async fn connection(&self) -> Result<RedisConnection> {
         self.pool.get().await.map_err(error::pool)
     }
 
@@ -275,6 +274,25 @@ impl MessageQueue for RedisMessageQueue {
         call.arg(limit)
             .arg(key_arg(recipient_key))
             .arg(lease_ms.max(1));
+        let mut conn = self.connection().await?;
+        let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(error::redis)?;
+        self.messages(connection_id, reply)
+    }
+
+    async fn lease_ids(
+        &self,
+        connection_id: &ConnectionId,
+        ids: &[MessageId],
+        lease_ms: u64,
+    ) -> Result<Vec<QueuedMessage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = self.invoke(&LEASE_IDS, connection_id);
+        call.arg(lease_ms.max(1));
+        for id in ids {
+            call.arg(id.as_str());
+        }
         let mut conn = self.connection().await?;
         let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(error::redis)?;
         self.messages(connection_id, reply)

@@ -7,10 +7,14 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use deadpool_redis::{redis::Script, Pool};
+use deadpool_redis::redis::Script;
 use mediator_store::{ConnectionId, LiveHolder, LiveSessionRegistry, Result};
 
-use crate::{error, keys::RegistryKeys};
+use crate::{
+    error,
+    keys::RegistryKeys,
+    pool::{RedisConnection, RedisPool},
+};
 
 macro_rules! registry_script {
     ($file:literal) => {
@@ -32,7 +36,7 @@ static ALL: LazyLock<Script> = registry_script!("registry_all.lua");
 /// The live-session registry in Redis. Clones share the pool.
 #[derive(Clone)]
 pub struct RedisLiveSessionRegistry {
-    pool: Pool,
+    pool: RedisPool,
     keys: Arc<RegistryKeys>,
 }
 
@@ -80,14 +84,14 @@ fn holder_of(reply: Vec<String>) -> Result<Option<LiveHolder>> {
 
 impl RedisLiveSessionRegistry {
     /// A registry whose keys are under `prefix`. No round trip.
-    pub fn new(pool: Pool, prefix: &str) -> Self {
+    pub fn new(pool: impl Into<RedisPool>, prefix: &str) -> Self {
         Self {
-            pool,
+            pool: pool.into(),
             keys: Arc::new(RegistryKeys::new(prefix)),
         }
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection> {
+    async fn connection(&self) -> Result<RedisConnection> {
         self.pool.get().await.map_err(error::pool)
     }
 }

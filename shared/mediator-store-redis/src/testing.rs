@@ -1,5 +1,6 @@
 //! Test support (feature `test-support`): [`RedisServer`], a private `redis-server` on a free
-//! 127.0.0.1 port with its own temporary directory.
+//! 127.0.0.1 port with its own temporary directory, and [`RedisCluster`], a private Redis Cluster
+//! of such servers (every node a master, no replicas).
 //!
 //! Tests must never use a shared Redis (the machine's 6379 belongs to nobody's test): each test
 //! binary starts its own with this, and each test takes a unique key prefix. This module is for
@@ -21,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use deadpool_redis::{redis, CreatePoolError, Pool, Runtime};
+use deadpool_redis::{cluster, redis, CreatePoolError, Pool, Runtime};
 use tempfile::TempDir;
 use thiserror::Error;
 
@@ -34,6 +35,8 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 const PORT_TRIES: usize = 5;
 /// The program started: `$REDIS_SERVER` if set, else `redis-server` from `PATH`.
 const PROGRAM_ENV: &str = "REDIS_SERVER";
+/// The cluster tool: `$REDIS_CLI` if set, else `redis-cli` from `PATH`.
+const CLI_ENV: &str = "REDIS_CLI";
 
 /// Why a [`RedisServer`] could not be started, stopped or used.
 #[derive(Debug, Error)]
@@ -79,6 +82,24 @@ pub enum RedisServerError {
     /// The connection pool could not be made.
     #[error("could not make a connection pool for the test redis-server")]
     Pool(#[source] CreatePoolError),
+    /// `redis-cli --cluster create` failed.
+    #[error("redis-cli --cluster create exited ({status}); its output:\n{output}")]
+    ClusterCreate {
+        /// How it exited.
+        status: ExitStatus,
+        /// What it printed.
+        output: String,
+    },
+    /// The cluster did not reach `cluster_state:ok` on every node in time.
+    #[error(
+        "the test cluster was not ok on every node within {waited:?}; last CLUSTER INFO:\n{info}"
+    )]
+    ClusterNotReady {
+        /// How long we waited.
+        waited: Duration,
+        /// The last answer of a node that was not ready (or the error asking it).
+        info: String,
+    },
 }
 
 /// A `redis-server` of this test process, on `127.0.0.1:<free port>`, with nothing saved on
@@ -298,6 +319,119 @@ impl RedisServer {
         let _ = file.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     }
+}
+
+/// A Redis Cluster of this test process: `masters` [`RedisServer`]s in cluster mode, joined by
+/// `redis-cli --cluster create` (no replicas), each owning a third (a `masters`th) of the slots.
+///
+/// Like [`RedisServer`], starting blocks the calling thread (until `CLUSTER INFO` says
+/// `cluster_state:ok` on every node) and needs no runtime; the nodes are killed when it is
+/// dropped. Make a [`pool`](Self::pool) per runtime.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` nodes (at least 3, what `redis-cli --cluster create` accepts) and makes
+    /// them one cluster.
+    pub fn start(masters: usize) -> Result<Self, RedisServerError> {
+        let nodes = (0..masters)
+            .map(|_| {
+                // `nodes.conf` lands in the node's own directory (`--dir`), so a restarted node
+                // finds its cluster identity again.
+                RedisServer::start_with_args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster = Self { nodes };
+        cluster.create()?;
+        cluster.wait_ok()?;
+        Ok(cluster)
+    }
+
+    /// The nodes (each one master), in the order they were given to `--cluster create`.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// `redis://127.0.0.1:<port>/` of every node: the seeds of a cluster client.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url().to_owned()).collect()
+    }
+
+    /// A new cluster connection pool (one per tokio runtime, as for [`RedisServer::pool`]).
+    pub fn pool(&self) -> Result<cluster::Pool, RedisServerError> {
+        cluster::Config::from_urls(self.urls())
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(RedisServerError::Pool)
+    }
+
+    fn create(&self) -> Result<(), RedisServerError> {
+        let program = std::env::var(CLI_ENV).unwrap_or_else(|_| "redis-cli".to_owned());
+        let output = Command::new(&program)
+            .arg("--cluster")
+            .arg("create")
+            .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RedisServerError::Spawn { program, source })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(RedisServerError::ClusterCreate {
+            status: output.status,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        })
+    }
+
+    /// Polls `CLUSTER INFO` on every node until each says the cluster is ok, every slot is
+    /// assigned and it knows every node.
+    fn wait_ok(&self) -> Result<(), RedisServerError> {
+        let started = Instant::now();
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        for node in &self.nodes {
+            loop {
+                let info = cluster_info(node.url());
+                let last = match info {
+                    Ok(info)
+                        if info.contains("cluster_state:ok")
+                            && info.contains("cluster_slots_assigned:16384")
+                            && info.contains(&known) =>
+                    {
+                        break;
+                    }
+                    Ok(info) => info,
+                    Err(err) => err.to_string(),
+                };
+                if started.elapsed() > READY_WITHIN {
+                    return Err(RedisServerError::ClusterNotReady {
+                        waited: started.elapsed(),
+                        info: format!("{}: {last}", node.url()),
+                    });
+                }
+                thread::sleep(POLL_EVERY);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `CLUSTER INFO` of one node, with short timeouts so that the deadline is kept.
+fn cluster_info(url: &str) -> Result<String, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_millis(200))?;
+    conn.set_read_timeout(Some(Duration::from_millis(500)))?;
+    redis::cmd("CLUSTER").arg("INFO").query(&mut conn)
 }
 
 impl Drop for RedisServer {

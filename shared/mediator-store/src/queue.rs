@@ -128,6 +128,16 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
         lease_ms: u64,
     ) -> Result<Vec<QueuedMessage>>;
 
+    /// Hands out those of `ids` that are in this connection's queue and wait (not in flight), in
+    /// queue order, and puts them in flight for `lease_ms`; one atomic step (a notice to deliver
+    /// given messages never duplicates a delivery already under way).
+    async fn lease_ids(
+        &self,
+        connection_id: &ConnectionId,
+        ids: &[MessageId],
+        lease_ms: u64,
+    ) -> Result<Vec<QueuedMessage>>;
+
     /// Ends the leases of those of `ids` in this connection's queue: they wait for delivery
     /// again. Returns how many were in flight.
     async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize>;

@@ -51,16 +51,17 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         },
         ForwardingStrategy::Direct => m.sessions().latest(&connection).map(OnSession::Direct),
     };
-    // Going out on a session at once: queued in flight, so no delivery-request hands it out too.
+    // Going out on a session here at once: queued in flight, so no delivery-request hands it out
+    // too. Held elsewhere: queued waiting; the holder leases it when it delivers.
     let id = match &session {
-        Some(_) => {
+        Some(OnSession::Live(_) | OnSession::Direct(_)) => {
             let lease = m.config().pickup.redelivery_after_ms;
             stores
                 .queue
                 .add_leased(&connection, &[key], payload.clone(), lease)
                 .await?
         }
-        None => {
+        Some(OnSession::Remote(_)) | None => {
             stores
                 .queue
                 .add(&connection, &[key], payload.clone())
@@ -69,8 +70,16 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     };
     m.stats().forward_queued();
     debug!(connection = %connection, message = %id, bytes = payload.len(), "forward queued");
+    if session.is_none()
+        && m.config().pickup.forwarding == ForwardingStrategy::QueueAndLive
+        && m.cluster().is_clustered()
+    {
+        // No route known: a live session may be opening elsewhere right now.
+        m.cluster().hold(&connection, &id, false);
+    }
 
     if let Some(session) = session {
+        let remote = matches!(session, OnSession::Remote(_));
         let sent = match session {
             OnSession::Live(live) => {
                 m.deliver_live(&connection, &live, &[(&id, &payload[..])])? > 0
@@ -80,7 +89,7 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                 .await
                 .is_some(),
             OnSession::Remote(holder) => {
-                match m
+                let heard = match m
                     .cluster()
                     .notify(&holder, &connection, std::slice::from_ref(&id), None)
                     .await
@@ -90,18 +99,24 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                         warn!(error = %err, holder = %holder.instance, "notice to the live session's instance failed; the message waits in the queue");
                         false
                     }
+                };
+                if !heard {
+                    // Its holder is gone or deaf: deliver it when a live session is announced.
+                    m.cluster().hold(&connection, &id, true);
                 }
+                heard
             }
         };
         if sent {
             return Ok(());
         }
-        // The session went away meanwhile (or its instance did not hear): the message waits
-        // for the next pickup.
-        stores
-            .queue
-            .release(&connection, std::slice::from_ref(&id))
-            .await?;
+        if !remote {
+            // The session went away meanwhile: the message waits for the next pickup.
+            stores
+                .queue
+                .release(&connection, std::slice::from_ref(&id))
+                .await?;
+        }
     }
     // Clients with their own endpoint do not pick up: push to them.
     if let Some(record) = stores.connections.get(&connection).await? {

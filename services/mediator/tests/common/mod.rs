@@ -117,7 +117,12 @@ impl Client {
 
     /// Like [`Client::connect`], advertising `endpoint` as the client's own endpoint.
     pub async fn connect_with_endpoint(i: &Instance, endpoint: &str) -> Self {
-        let inv: Value = reqwest::get(format!("{}/invitation", i.base))
+        Self::connect_base(&i.base, endpoint).await
+    }
+
+    /// DID Exchange with the mediator at `base` (any instance, in process or not).
+    pub async fn connect_base(base: &str, endpoint: &str) -> Self {
+        let inv: Value = reqwest::get(format!("{base}/invitation"))
             .await
             .unwrap()
             .json()
@@ -140,7 +145,7 @@ impl Client {
             key,
             mediator_key: invitation_key,
             did,
-            base: i.base.clone(),
+            base: base.to_owned(),
             http: reqwest::Client::new(),
         };
         let response = client
@@ -332,17 +337,28 @@ impl Client {
         self.open(&frame)
     }
 
+    /// Mediation and one fresh recipient key registered; returns (routing key, recipient key).
+    pub async fn mediation_with_key(&self) -> (VerKey, KeyPair) {
+        let grant = self.mediate().await;
+        let routing = VerKey::parse(grant["routing_keys"][0].as_str().unwrap()).unwrap();
+        let recipient = KeyPair::generate().unwrap();
+        let r = self.add_keys(&[&recipient.verkey().to_did_key()]).await;
+        assert_eq!(r["updated"][0]["result"], "success", "{r}");
+        (routing, recipient)
+    }
+
+    /// Sends later requests to the instance at `base`.
+    pub fn use_base(&mut self, base: &str) {
+        self.base = base.to_owned();
+    }
+
     /// Mediation, one fresh recipient key registered; returns (routing key, recipient key pair,
     /// the connection id on the mediator).
     pub async fn mediated_key(
         &self,
         i: &Instance,
     ) -> (VerKey, KeyPair, mediator_store::ConnectionId) {
-        let grant = self.mediate().await;
-        let routing = VerKey::parse(grant["routing_keys"][0].as_str().unwrap()).unwrap();
-        let recipient = KeyPair::generate().unwrap();
-        let r = self.add_keys(&[&recipient.verkey().to_did_key()]).await;
-        assert_eq!(r["updated"][0]["result"], "success", "{r}");
+        let (routing, recipient) = self.mediation_with_key().await;
         let conn = i
             .mediator
             .stores()

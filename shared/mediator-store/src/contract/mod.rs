@@ -177,7 +177,8 @@ macro_rules! __message_queue_checks {
                 lease_hands_out_each_message_once_while_in_flight,
                 lease_expires,
                 add_leased_is_in_flight_at_once,
-                lease_filters_and_stays_in_its_connection,
+                                lease_filters_and_stays_in_its_connection,
+                lease_ids_hands_out_only_waiting_messages,
                 concurrent_leases_never_share_a_message,
             ],
             $($args)*

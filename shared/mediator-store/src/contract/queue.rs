@@ -734,6 +734,53 @@ pub async fn lease_hands_out_each_message_once_while_in_flight(store: Arc<dyn Me
     assert_eq!(status(&*store, &conn, None).await, QueueStatus::default());
 }
 
+/// `lease_ids` hands out, in queue order and once, only the listed messages that wait: not those
+/// in flight, not unknown ids, not another connection's.
+pub async fn lease_ids_hands_out_only_waiting_messages(store: Arc<dyn MessageQueue>) {
+    let (conn, other) = (ConnectionId::generate(), ConnectionId::generate());
+    let key = random_key();
+    let mut added = Vec::new();
+    for i in 0..4 {
+        added.push(add(&*store, &conn, &[key], format!("m{i}").as_bytes()).await);
+    }
+    let foreign = add(&*store, &other, &[key], b"other").await;
+    let flying = lease(&*store, &conn, 1, None, 60_000).await;
+    assert_eq!(ids(&flying), added[..1]);
+    let asked = [
+        added[3].clone(),
+        added[0].clone(),
+        added[1].clone(),
+        added[1].clone(),
+        foreign.clone(),
+        MessageId::generate(),
+    ];
+    let got = store
+        .lease_ids(&conn, &asked, 60_000)
+        .await
+        .expect("lease_ids failed");
+    assert_eq!(
+        ids(&got),
+        [added[1].clone(), added[3].clone()],
+        "lease_ids: not exactly the waiting listed messages, in queue order"
+    );
+    assert!(got.iter().all(|m| m.deliveries == 1));
+    assert!(
+        store
+            .lease_ids(&conn, &asked, 60_000)
+            .await
+            .expect("lease_ids failed")
+            .is_empty(),
+        "lease_ids: handed out messages already in flight"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!((s.message_count, s.in_flight), (1, 3));
+    assert_eq!(
+        ids(&lease(&*store, &other, 10, None, 60_000).await),
+        [foreign],
+        "lease_ids of another connection touched this one"
+    );
+}
+
 /// A lease runs out: the message is handed out again (at-least-once delivery).
 pub async fn lease_expires(store: Arc<dyn MessageQueue>) {
     let conn = ConnectionId::generate();

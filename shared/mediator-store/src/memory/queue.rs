@@ -222,6 +222,38 @@ impl MessageQueue for MemoryMessageQueue {
         Ok(out)
     }
 
+    async fn lease_ids(
+        &self,
+        connection_id: &ConnectionId,
+        ids: &[MessageId],
+        lease_ms: u64,
+    ) -> Result<Vec<QueuedMessage>> {
+        let now = unix_ms_now();
+        let mut state = lock(&self.state, "message queue")?;
+        self.expire(&mut state, connection_id, now);
+        let Some(queue) = state.queues.get_mut(connection_id) else {
+            return Ok(Vec::new());
+        };
+        let mut seqs: Vec<u64> = ids
+            .iter()
+            .filter_map(|id| queue.seq_of.get(id).copied())
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut out = Vec::new();
+        for seq in seqs {
+            if let Some(entry) = queue.by_seq.get_mut(&seq) {
+                if entry.in_flight(now) {
+                    continue;
+                }
+                entry.leased_until_ms = now.saturating_add(lease_ms.max(1));
+                entry.message.deliveries = entry.message.deliveries.saturating_add(1);
+                out.push(entry.message.clone());
+            }
+        }
+        Ok(out)
+    }
+
     async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
         let now = unix_ms_now();
         let mut state = lock(&self.state, "message queue")?;

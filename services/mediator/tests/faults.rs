@@ -1,0 +1,528 @@
+//! Fault tests with real processes: mediator binaries on loopback sharing a private
+//! redis-server, a live client, and senders posting Forwards to the other instances while
+//! something breaks. Each test counts lost (must be 0) and duplicated messages.
+//!
+//! - kill -9 of the instance holding the live session mid-stream: the client reconnects to
+//!   another instance and gets everything;
+//! - a Redis restart (append-only file on) during a run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::{next_frame, Client, Ws};
+use didcomm_envelope::{pack, unpack, ContentEnc, KeyPair, VerKey};
+use mediator_store::{MediationStore, MessageQueue};
+use mediator_store_redis::{testing::RedisServer, RedisMediationStore, RedisMessageQueue};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+const SECRET: &str = "fault-test-master-secret-0123456789abcdef";
+
+/// A mediator process (the real binary), killed and reaped on drop.
+struct Proc {
+    name: String,
+    base: String,
+    child: Option<Child>,
+    log: std::path::PathBuf,
+}
+
+impl Proc {
+    fn start(name: &str, redis: &str, prefix: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("mediator-{name}-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_mediator"))
+            .env("MEDIATOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MEDIATOR_PUBLIC_HTTP_ENDPOINT", &base)
+            .env(
+                "MEDIATOR_PUBLIC_WS_ENDPOINT",
+                format!("ws://127.0.0.1:{port}"),
+            )
+            .env("MEDIATOR_MASTER_SECRET", SECRET)
+            .env("MEDIATOR_STORAGE__BACKEND", "redis")
+            .env("MEDIATOR_STORAGE__REDIS__URL", redis)
+            .env("MEDIATOR_STORAGE__REDIS__KEY_PREFIX", prefix)
+            .env("MEDIATOR_CLUSTER__INSTANCE_ID", name)
+            .env("MEDIATOR_CLUSTER__LIVE_LEASE_MS", "3000")
+            .env("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "2000")
+            .env("MEDIATOR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the mediator binary");
+        Self {
+            name: name.to_owned(),
+            base,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Waits until `/readyz` says ready (storage answers, subscribed).
+    async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", self.base)).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mediator {} not ready; its log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no close frames, no deregistration, nothing.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn ws_url(&self) -> String {
+        self.base.replacen("http://", "ws://", 1)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// What the client got: sequence numbers with how often each came.
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<u64, u32>,
+}
+
+impl Tally {
+    fn record(&mut self, seq: u64) {
+        *self.counts.entry(seq).or_default() += 1;
+    }
+    fn duplicates(&self) -> u32 {
+        self.counts.values().map(|n| n - 1).sum()
+    }
+}
+
+/// Opens a delivery envelope's attachments: (queued id, sequence number) each.
+fn open_delivery(client: &Client, recipient: &KeyPair, frame: &[u8]) -> Option<Vec<(Value, u64)>> {
+    // Not every frame is an envelope: a refused acknowledgement (storage down) is a JSON error.
+    let plain = unpack(frame, |kid| {
+        (kid == client.key.verkey_base58()).then_some(&client.key)
+    })
+    .ok()?;
+    let msg: Value = serde_json::from_slice(&plain.message).ok()?;
+    if msg["@type"] != "https://didcomm.org/messagepickup/2.0/delivery" {
+        return None;
+    }
+    let mut out = Vec::new();
+    for a in msg["~attach"].as_array()? {
+        let inner = serde_json::to_vec(&a["data"]["json"]).ok()?;
+        let plain = unpack(&inner, |kid| {
+            (kid == recipient.verkey_base58()).then_some(recipient)
+        })
+        .ok()?;
+        let v: Value = serde_json::from_slice(&plain.message).ok()?;
+        out.push((a["@id"].clone(), v["seq"].as_u64()?));
+    }
+    Some(out)
+}
+
+/// A Forward of sequence number `seq` for `recipient`.
+fn forward(routing: &VerKey, recipient: &VerKey, seq: u64) -> Vec<u8> {
+    let inner = pack(
+        json!({ "seq": seq }).to_string().as_bytes(),
+        &[*recipient],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap();
+    let inner: Value = serde_json::from_slice(&inner).unwrap();
+    let fwd = json!({
+        "@type": "https://didcomm.org/routing/1.0/forward",
+        "@id": common::new_id(),
+        "to": recipient.to_base58(),
+        "msg": inner,
+    });
+    pack(
+        &serde_json::to_vec(&fwd).unwrap(),
+        &[*routing],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap()
+}
+
+/// Posts `n` Forwards round-robin to `targets`, each retried until one instance accepts it
+/// (202); returns the accepted sequence numbers and how many refusals there were.
+async fn send_all(
+    targets: Vec<String>,
+    routing: VerKey,
+    recipient: VerKey,
+    n: u64,
+    pace: Duration,
+) -> (BTreeSet<u64>, u32) {
+    let http = reqwest::Client::new();
+    let mut accepted = BTreeSet::new();
+    let mut refused = 0;
+    for seq in 0..n {
+        let body = forward(&routing, &recipient, seq);
+        let mut attempt = 0usize;
+        loop {
+            let target = &targets[(seq as usize + attempt) % targets.len()];
+            let sent = http
+                .post(target)
+                .header("content-type", "application/didcomm-envelope-enc")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().as_u16() == 202 => {
+                    accepted.insert(seq);
+                    break;
+                }
+                _ => {
+                    refused += 1;
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        tokio::time::sleep(pace).await;
+    }
+    (accepted, refused)
+}
+
+async fn ws_connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn go_live(client: &Client, ws: &mut Ws) {
+    let change = Client::msg(
+        "messagepickup/2.0/live-delivery-change",
+        json!({"live_delivery": true}),
+    );
+    client.ws_send(ws, &change).await;
+    // Deliveries may come before the status: read until the status, keeping nothing (callers
+    // use this only before traffic starts).
+    loop {
+        let msg = client.ws_next(ws).await;
+        if msg["@type"] == "https://didcomm.org/messagepickup/2.0/status" {
+            assert_eq!(msg["live_delivery"], true);
+            return;
+        }
+    }
+}
+
+/// Drains the queue over HTTP with delivery-requests (acknowledging), as a reconnecting client
+/// does before it turns live mode on again.
+async fn fetch_all(client: &Client, recipient: &KeyPair, tally: &Mutex<Tally>) {
+    loop {
+        let reply = client
+            .call(&Client::msg(
+                "messagepickup/2.0/delivery-request",
+                json!({"limit": 50}),
+            ))
+            .await
+            .unwrap();
+        if reply["@type"] != "https://didcomm.org/messagepickup/2.0/delivery" {
+            return;
+        }
+        let mut ids = Vec::new();
+        for a in reply["~attach"].as_array().unwrap() {
+            let inner = serde_json::to_vec(&a["data"]["json"]).unwrap();
+            let plain = unpack(&inner, |kid| {
+                (kid == recipient.verkey_base58()).then_some(recipient)
+            })
+            .unwrap();
+            let v: Value = serde_json::from_slice(&plain.message).unwrap();
+            tally.lock().unwrap().record(v["seq"].as_u64().unwrap());
+            ids.push(a["@id"].clone());
+        }
+        client
+            .call(&Client::msg(
+                "messagepickup/2.0/messages-received",
+                json!({"message_id_list": ids}),
+            ))
+            .await;
+    }
+}
+
+/// Reads live deliveries from `ws`, acknowledging each on the socket, until `done(tally)` or the
+/// socket fails (returns false then).
+async fn read_live(
+    client: &Client,
+    recipient: &KeyPair,
+    ws: &mut Ws,
+    tally: &Arc<Mutex<Tally>>,
+    mut done: impl FnMut(&Tally) -> bool,
+    limit: Duration,
+) -> bool {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let deadline = Instant::now() + limit;
+    loop {
+        if done(&tally.lock().unwrap()) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = match tokio::time::timeout(left, ws.next()).await {
+            Err(_) => panic!("no live delivery within {limit:?}"),
+            Ok(None) | Ok(Some(Err(_))) => return false,
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let bytes = match frame {
+            WsMessage::Binary(b) => b.to_vec(),
+            WsMessage::Text(t) => t.as_bytes().to_vec(),
+            WsMessage::Close(_) => return false,
+            _ => continue,
+        };
+        let Some(items) = open_delivery(client, recipient, &bytes) else {
+            continue; // a status answering an acknowledgement
+        };
+        let mut ids = Vec::new();
+        for (id, seq) in items {
+            tally.lock().unwrap().record(seq);
+            ids.push(id);
+        }
+        client
+            .ws_send(
+                ws,
+                &Client::msg(
+                    "messagepickup/2.0/messages-received",
+                    json!({"message_id_list": ids}),
+                ),
+            )
+            .await;
+    }
+}
+
+async fn connection_of(
+    redis: &RedisServer,
+    prefix: &str,
+    key: &VerKey,
+) -> mediator_store::ConnectionId {
+    RedisMediationStore::new(redis.pool().unwrap(), prefix)
+        .connection_for_key(key)
+        .await
+        .unwrap()
+        .expect("the key routes to a connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_instance_holding_the_live_session_loses_nothing() {
+    const N: u64 = 150;
+    let redis = RedisServer::start().unwrap();
+    let prefix = format!("kill-{}:", uuid::Uuid::new_v4());
+    let mut a = Proc::start("a", redis.url(), &prefix);
+    let b = Proc::start("b", redis.url(), &prefix);
+    let c = Proc::start("c", redis.url(), &prefix);
+    for p in [&a, &b, &c] {
+        p.ready().await;
+    }
+    let mut client = Client::connect_base(&a.base, "didcomm:transport/queue").await;
+    let (routing, recipient) = client.mediation_with_key().await;
+    let conn = connection_of(&redis, &prefix, recipient.verkey()).await;
+    let mut ws = ws_connect(&a.ws_url()).await;
+    go_live(&client, &mut ws).await;
+
+    // A probe through B proves the cluster routes to A before the run starts.
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let probe_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (accepted, _) = send_all(
+            vec![b.base.clone()],
+            routing,
+            *recipient.verkey(),
+            1,
+            Duration::ZERO,
+        )
+        .await;
+        assert!(accepted.contains(&0));
+        let got = tokio::time::timeout(Duration::from_millis(500), next_frame(&mut ws)).await;
+        if let Ok(frame) = got {
+            if open_delivery(&client, &recipient, &frame).is_some() {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < probe_deadline,
+            "forwards to B never reached A's socket"
+        );
+    }
+    // Start clean: whatever the probe left is fetched and acknowledged.
+    fetch_all(&client, &recipient, &Mutex::new(Tally::default())).await;
+
+    let sender = tokio::spawn(send_all(
+        vec![b.base.clone(), c.base.clone()],
+        routing,
+        *recipient.verkey(),
+        N,
+        Duration::from_millis(5),
+    ));
+    // Mid-stream: after a third arrived live on A, A dies.
+    let alive = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        |t| t.counts.len() as u64 >= N / 3,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(alive, "A's socket failed before the kill");
+    a.kill9();
+    drop(ws);
+    let received_before_kill = tally.lock().unwrap().counts.len();
+
+    // The client reconnects elsewhere: picks up what waits, then goes live on B.
+    client.use_base(&b.base);
+    fetch_all(&client, &recipient, &tally).await;
+    let mut ws = ws_connect(&b.ws_url()).await;
+    go_live(&client, &mut ws).await;
+    let (accepted, refused) = sender.await.unwrap();
+    let all_in = {
+        let accepted = accepted.clone();
+        move |t: &Tally| accepted.iter().all(|s| t.counts.contains_key(s))
+    };
+    let ok = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        all_in,
+        Duration::from_secs(40),
+    )
+    .await;
+    let (received, duplicates, lost) = {
+        let t = tally.lock().unwrap();
+        let lost: Vec<u64> = accepted
+            .iter()
+            .filter(|s| !t.counts.contains_key(s))
+            .copied()
+            .collect();
+        (t.counts.len(), t.duplicates(), lost)
+    };
+    eprintln!(
+        "kill -9: {} accepted ({refused} refusals retried), {received} received \
+         ({received_before_kill} before the kill), lost {}, duplicates {duplicates}",
+        accepted.len(),
+        lost.len(),
+    );
+    assert!(ok, "B's socket failed");
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(accepted.len() as u64, N);
+    // Everything acknowledged ends up out of the queue.
+    let queue = RedisMessageQueue::new(
+        redis.pool().unwrap(),
+        &prefix,
+        mediator_store::QueueLimits::UNLIMITED,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = queue.status(&conn, None).await.unwrap();
+        if st.message_count + st.in_flight == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue not drained: {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_with_aof_during_a_run_loses_nothing() {
+    const N: u64 = 120;
+    let mut redis =
+        RedisServer::start_with_args(["--appendonly", "yes", "--appendfsync", "always"]).unwrap();
+    let prefix = format!("restart-{}:", uuid::Uuid::new_v4());
+    let a = Proc::start("a", redis.url(), &prefix);
+    let b = Proc::start("b", redis.url(), &prefix);
+    for p in [&a, &b] {
+        p.ready().await;
+    }
+    let client = Client::connect_base(&a.base, "didcomm:transport/queue").await;
+    let (routing, recipient) = client.mediation_with_key().await;
+    let mut ws = ws_connect(&a.ws_url()).await;
+    go_live(&client, &mut ws).await;
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let sender = tokio::spawn(send_all(
+        vec![b.base.clone(), a.base.clone()],
+        routing,
+        *recipient.verkey(),
+        N,
+        Duration::from_millis(10),
+    ));
+    assert!(
+        read_live(
+            &client,
+            &recipient,
+            &mut ws,
+            &tally,
+            |t| t.counts.len() as u64 >= N / 4,
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    // Redis dies (kill -9) and comes back on the same port with its append-only file.
+    redis.stop().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // the outage itself, not a wait for a state
+    redis.restart().unwrap();
+    for p in [&a, &b] {
+        p.ready().await;
+    }
+    let (accepted, refused) = sender.await.unwrap();
+    // The live socket on A survived the outage; what could not be acknowledged during it comes
+    // again (redelivery); anything stranded is fetched as a reconnecting client would.
+    let all_in = {
+        let accepted = accepted.clone();
+        move |t: &Tally| accepted.iter().all(|s| t.counts.contains_key(s))
+    };
+    let _ = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        all_in.clone(),
+        Duration::from_secs(20),
+    )
+    .await;
+    let fetched = !all_in(&tally.lock().unwrap());
+    if fetched {
+        fetch_all(&client, &recipient, &tally).await;
+    }
+    let t = tally.lock().unwrap();
+    let lost: Vec<&u64> = accepted
+        .iter()
+        .filter(|s| !t.counts.contains_key(s))
+        .collect();
+    eprintln!(
+                "redis restart: {} accepted ({refused} refusals during the outage, retried), {} received ({}), lost {}, duplicates {}",
+        accepted.len(),
+                t.counts.len(),
+        if fetched { "some fetched by delivery-request" } else { "all live" },
+        lost.len(),
+        t.duplicates()
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+}
