@@ -338,8 +338,20 @@ async fn flush_pending(mediator: &Mediator, connection: &ConnectionId, holder: &
     debug!(connection = %connection, holder = %holder.instance, messages = ids.len(), "repair: remembered messages sent to the live session");
     if holder.instance == cluster.instance {
         mediator.deliver_notice(connection, &ids, None).await;
-    } else if let Err(err) = cluster.notify(holder, connection, &ids, None).await {
-        warn!(error = %err, "repair notice failed; the messages wait in the queue");
+        return;
+    }
+    let heard = match cluster.notify(holder, connection, &ids, None).await {
+        Ok(heard) => heard > 0,
+        Err(err) => {
+            warn!(error = %err, "repair notice failed");
+            false
+        }
+    };
+    if !heard {
+        // The holder is deaf too (resubscribing): keep them for its re-announcement.
+        for id in &ids {
+            cluster.hold(connection, id, true);
+        }
     }
 }
 

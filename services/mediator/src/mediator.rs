@@ -18,7 +18,7 @@ use didcomm_message::{DocUri, Message, MessageType, ProblemReport, ReturnRoute, 
 use mediator_store::{ConnectionId, ConnectionRecord, ConnectionState, MessageId, Stores};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::{
     config::{Config, ForwardingStrategy},
@@ -374,21 +374,26 @@ impl Mediator {
                 }
             }
         }
-        let _entered = span.enter();
         let inbound = Inbound {
             msg,
             sender: unpacked.sender,
             target,
             via,
         };
-        let outgoing = match protocols::dispatch(self, &inbound).await {
-            Ok(out) => out,
-            Err(err) => match self.problem_report_for(&inbound, &err) {
-                Some(report) => vec![report],
-                None => return Err(err),
-            },
-        };
-        self.route_replies(&inbound, outgoing).await
+        // Instrumented, not entered: a span entered across an await would wrap whatever else
+        // the thread polls meanwhile.
+        async {
+            let outgoing = match protocols::dispatch(self, &inbound).await {
+                Ok(out) => out,
+                Err(err) => match self.problem_report_for(&inbound, &err) {
+                    Some(report) => vec![report],
+                    None => return Err(err),
+                },
+            };
+            self.route_replies(&inbound, outgoing).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Finds the key an envelope is for among ours: the routing key, the invitation key, or a

@@ -58,8 +58,8 @@ impl Proc {
             .env("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "2000")
             .env("MEDIATOR_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
             .spawn()
             .expect("start the mediator binary");
         Self {
@@ -105,7 +105,11 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
-        let _ = std::fs::remove_file(&self.log);
+        if std::thread::panicking() {
+            eprintln!("mediator {} log kept: {}", self.name, self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -287,7 +291,10 @@ async fn read_live(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let frame = match tokio::time::timeout(left, ws.next()).await {
-            Err(_) => panic!("no live delivery within {limit:?}"),
+            Err(_) => panic!(
+                "no live delivery within {limit:?} ({} distinct received so far)",
+                tally.lock().unwrap().counts.len()
+            ),
             Ok(None) | Ok(Some(Err(_))) => return false,
             Ok(Some(Ok(frame))) => frame,
         };
@@ -525,4 +532,83 @@ async fn a_redis_restart_with_aof_during_a_run_loses_nothing() {
         t.duplicates()
     );
     assert!(lost.is_empty(), "lost: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_pubsub_connections_mid_stream_lose_nothing() {
+    const N: u64 = 150;
+    let redis = RedisServer::start().unwrap();
+    let prefix = format!("pubsub-{}:", uuid::Uuid::new_v4());
+    let a = Proc::start("a", redis.url(), &prefix);
+    let b = Proc::start("b", redis.url(), &prefix);
+    for p in [&a, &b] {
+        p.ready().await;
+    }
+    let client = Client::connect_base(&a.base, "didcomm:transport/queue").await;
+    let (routing, recipient) = client.mediation_with_key().await;
+    let mut ws = ws_connect(&a.ws_url()).await;
+    go_live(&client, &mut ws).await;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let sender = tokio::spawn(send_all(
+        vec![b.base.clone()],
+        routing,
+        *recipient.verkey(),
+        N,
+        Duration::from_millis(5),
+    ));
+    // Every subscriber connection (both instances') is killed, three times during the stream.
+    let admin_pool = redis.pool().unwrap();
+    for round in 1..=3u64 {
+        assert!(
+            read_live(
+                &client,
+                &recipient,
+                &mut ws,
+                &tally,
+                |t| t.counts.len() as u64 >= round * N / 5,
+                Duration::from_secs(30)
+            )
+            .await
+        );
+        let mut admin = admin_pool.get().await.unwrap();
+        let killed: i64 = mediator_store_redis::deadpool_redis::redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed >= 2, "round {round}: killed {killed} subscribers");
+    }
+    let (accepted, _) = sender.await.unwrap();
+    let all_in = {
+        let accepted = accepted.clone();
+        move |t: &Tally| accepted.iter().all(|s| t.counts.contains_key(s))
+    };
+    // Every message still arrives live: notices that reached a deaf instance are remembered and
+    // sent again when it re-announces its live session after resubscribing.
+    let ok = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        all_in,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (received, duplicates, lost) = {
+        let t = tally.lock().unwrap();
+        let lost: Vec<u64> = accepted
+            .iter()
+            .filter(|s| !t.counts.contains_key(s))
+            .copied()
+            .collect();
+        (t.counts.len(), t.duplicates(), lost)
+    };
+    eprintln!(
+        "pub/sub drops: {} accepted, {received} received live, lost {}, duplicates {duplicates}",
+        accepted.len(),
+        lost.len()
+    );
+    assert!(ok && lost.is_empty(), "lost: {lost:?}");
 }
