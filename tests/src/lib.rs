@@ -92,3 +92,4 @@ impl Drop for JsonPeer {
 pub mod acapy;
 pub mod credo;
 pub mod our_mediator;
+pub mod proxy;

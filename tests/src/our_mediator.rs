@@ -1,16 +1,19 @@
-//! Our mediator, started in-process on a free loopback port, for the interop tests.
+//! Our mediator, started in-process on a loopback port, for the interop tests.
+//!
+//! Storage is whatever the configuration names (`MEDIATOR_STORAGE__BACKEND`): the in-memory
+//! default, or Redis for cluster tests (several instances sharing one Redis under one key prefix
+//! and master secret).
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mediator::{Config, Mediator};
-use mediator_store::Stores;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// A running mediator instance; stopped when dropped.
 #[derive(Debug)]
 pub struct TestMediator {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`: where it listens (not necessarily its public endpoint).
     pub endpoint: String,
     /// The instance (stores, keys, invitation).
     pub mediator: Mediator,
@@ -19,10 +22,22 @@ pub struct TestMediator {
 }
 
 impl TestMediator {
-    /// Starts an instance with in-memory stores; `env` adds `MEDIATOR_*` settings.
+    /// Starts an instance on a free loopback port; `env` adds `MEDIATOR_*` settings.
     pub async fn start(env: &[(&str, &str)]) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("bind 127.0.0.1:0 for our mediator")?;
+        Self::start_on(listener, env).await
+    }
+
+    /// Starts an instance on `listener` (bound by the caller, who may need the address before
+    /// the instance exists). Its public HTTP and WebSocket endpoints are the listener's address
+    /// unless `env` sets `MEDIATOR_PUBLIC_HTTP_ENDPOINT` / `MEDIATOR_PUBLIC_WS_ENDPOINT` (a
+    /// setting in `env` wins); the stores are those of the configuration (memory by default).
+    pub async fn start_on(listener: TcpListener, env: &[(&str, &str)]) -> Result<Self> {
+        let addr = listener
+            .local_addr()
+            .context("the mediator listener's address")?;
         let mut vars = vec![
             (
                 "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
@@ -33,12 +48,15 @@ impl TestMediator {
                 format!("ws://{addr}"),
             ),
         ];
+        // `Config::load` collects the variables into a map: a later duplicate replaces an
+        // earlier one, so `env` overrides the defaults above.
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let config = Arc::new(Config::load(None, vars)?);
-        let mediator = Mediator::new(
-            config.clone(),
-            Stores::memory_with_limits(config.queue.limits()),
-        )?;
+        let config = Arc::new(Config::load(None, vars).context("mediator configuration")?);
+        let backend = mediator::storage::open(&config)
+            .await
+            .context("open the mediator's storage")?;
+        let mediator =
+            Mediator::from_backend(config, backend).context("build the mediator instance")?;
         let (tx, rx) = oneshot::channel::<()>();
         let server = mediator.clone();
         let task = tokio::spawn(async move {

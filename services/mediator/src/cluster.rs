@@ -8,9 +8,10 @@
 //!   reloads it from the registry after every (re)subscribe, so a lost announcement is repaired
 //!   by the next reconnection (pub/sub is at most once).
 //! - A Forward taken here for a connection whose live session another instance holds is queued
-//!   first (in flight), then a notice goes to that instance's own channel; the holder delivers
-//!   it on the WebSocket. No holder listening (the notice reached nobody) or no session there any
-//!   more: the message is given back to the queue and waits for the next pickup.
+//!   first, in flight (so no pickup hands it out meanwhile), then a notice goes to that
+//!   instance's own channel; the holder delivers it on the WebSocket. No holder listening (the
+//!   notice reached nobody) or no session there any more: the message is given back to the
+//!   queue.
 //!
 //! - Repair, because pub/sub is at most once and caches lag: a Forward whose notice reached
 //!   nobody (the holder died or is resubscribing), or that found no route while a live session
@@ -71,8 +72,13 @@ pub enum Notice {
     Deliver {
         /// The connection.
         connection: ConnectionId,
-        /// Queued message ids (in flight: given back if they cannot be delivered).
+        /// Queued message ids.
         ids: Vec<MessageId>,
+        /// The sender of the notice queued them in flight for this delivery (a Forward): the
+        /// holder delivers them as they are, or gives them back. Otherwise (a repair) they wait
+        /// and the holder leases those still waiting.
+        #[serde(default)]
+        in_flight: bool,
         /// W3C trace context of the Forward, so one trace spans both instances.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         traceparent: Option<String>,
@@ -210,6 +216,7 @@ impl Cluster {
         holder: &LiveHolder,
         connection: &ConnectionId,
         ids: &[MessageId],
+        in_flight: bool,
         traceparent: Option<String>,
     ) -> Result<usize, BusError> {
         let Some(bus) = &self.bus else {
@@ -218,6 +225,7 @@ impl Cluster {
         let notice = Notice::Deliver {
             connection: connection.clone(),
             ids: ids.to_vec(),
+            in_flight,
             traceparent,
         };
         bus.publish(&bus.instance_channel(&holder.instance), &notice)
@@ -337,10 +345,10 @@ async fn flush_pending(mediator: &Mediator, connection: &ConnectionId, holder: &
     }
     debug!(connection = %connection, holder = %holder.instance, messages = ids.len(), "repair: remembered messages sent to the live session");
     if holder.instance == cluster.instance {
-        mediator.deliver_notice(connection, &ids, None).await;
+        mediator.deliver_notice(connection, &ids, false, None).await;
         return;
     }
-    let heard = match cluster.notify(holder, connection, &ids, None).await {
+    let heard = match cluster.notify(holder, connection, &ids, false, None).await {
         Ok(heard) => heard > 0,
         Err(err) => {
             warn!(error = %err, "repair notice failed");
@@ -519,11 +527,12 @@ async fn listen(mediator: Mediator) {
                 Ok(Notice::Deliver {
                     connection,
                     ids,
+                    in_flight,
                     traceparent,
                 }) => {
                     let m = mediator.clone();
                     tokio::spawn(async move {
-                        m.deliver_notice(&connection, &ids, traceparent.as_deref())
+                        m.deliver_notice(&connection, &ids, in_flight, traceparent.as_deref())
                             .await
                     });
                 }
@@ -569,10 +578,14 @@ mod tests {
         let n = Notice::Deliver {
             connection: ConnectionId::from("c"),
             ids: vec![MessageId::from("m1")],
+            in_flight: true,
             traceparent: None,
         };
         let text = serde_json::to_string(&n).unwrap();
-        assert_eq!(text, r#"{"t":"deliver","connection":"c","ids":["m1"]}"#);
+        assert_eq!(
+            text,
+            r#"{"t":"deliver","connection":"c","ids":["m1"],"in_flight":true}"#
+        );
         assert_eq!(serde_json::from_str::<Notice>(&text).unwrap(), n);
         let open: Notice =
             serde_json::from_str(r#"{"t":"open","connection":"c","instance":"i","session":3}"#)

@@ -156,29 +156,64 @@ impl Mediator {
         Ok(sent)
     }
 
-    /// A peer's notice: deliver those of `ids` of `connection` that still wait on its live session
-    /// here. When there is none (it closed meanwhile), they wait in the queue, remembered for the
-    /// next live session announced.
+    /// A peer's notice: deliver `ids` of `connection` on its live session here. `in_flight`: the
+    /// peer queued them in flight for this delivery (a Forward), so they go out as they are;
+    /// otherwise (a repair) only those still waiting go, leased first. Without a live session here
+    /// (it closed meanwhile) they wait in the queue, remembered for the next live session
+    /// announced.
     pub async fn deliver_notice(
         &self,
         connection: &ConnectionId,
         ids: &[MessageId],
+        in_flight: bool,
         traceparent: Option<&str>,
     ) {
         let span = tracing::debug_span!("cluster.deliver", mediator.connection_id = %connection, trace.parent = traceparent.unwrap_or(""));
         async {
-            if self.sessions().live(connection).is_none() {
+            let Some(live) = self.sessions().live(connection) else {
+                if in_flight {
+                    if let Err(err) = self.stores().queue.release(connection, ids).await {
+                        warn!(error = %err, connection = %connection, "undeliverable notice: messages stay in flight until their lease ends");
+                    }
+                }
                 for id in ids {
                     self.cluster().hold(connection, id, true);
                 }
                 return;
-            }
-            if let Err(err) = self.deliver_queued(connection, Some(ids)).await {
-                warn!(error = %err, connection = %connection, "cluster delivery failed; the messages wait in the queue");
+            };
+            let delivered = if in_flight {
+                self.deliver_handed_over(connection, &live, ids).await
+            } else {
+                self.deliver_queued(connection, Some(ids)).await
+            };
+            if let Err(err) = delivered {
+                warn!(error = %err, connection = %connection, "cluster delivery failed; the messages are delivered again when their lease ends");
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Delivers messages another instance queued in flight for this live session.
+    // Hot path: the holder's half of a Forward taken by another instance.
+    async fn deliver_handed_over(
+        &self,
+        connection: &ConnectionId,
+        live: &LiveSession,
+        ids: &[MessageId],
+    ) -> Result<usize, InboundError> {
+        let mut messages = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(m) = self.stores().queue.get(connection, id).await? {
+                messages.push(m);
+            }
+        }
+        let items: Vec<Item<'_>> = messages.iter().map(|m| (&m.id, &m.payload[..])).collect();
+        let sent = self.deliver_live(connection, live, &items)?;
+        if sent == 0 && !live.session.is_open() {
+            self.stores().queue.release(connection, ids).await?;
+        }
+        Ok(sent)
     }
 
     /// Writes one queued message itself (no pickup wrapper) on `session`, and removes it from the

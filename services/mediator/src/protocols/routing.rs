@@ -51,17 +51,17 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         },
         ForwardingStrategy::Direct => m.sessions().latest(&connection).map(OnSession::Direct),
     };
-    // Going out on a session here at once: queued in flight, so no delivery-request hands it out
-    // too. Held elsewhere: queued waiting; the holder leases it when it delivers.
+    // Going out on a session (here or on the holder's instance) at once: queued in flight, so no
+    // pickup hands it out too.
     let id = match &session {
-        Some(OnSession::Live(_) | OnSession::Direct(_)) => {
+        Some(_) => {
             let lease = m.config().pickup.redelivery_after_ms;
             stores
                 .queue
                 .add_leased(&connection, &[key], payload.clone(), lease)
                 .await?
         }
-        Some(OnSession::Remote(_)) | None => {
+        None => {
             stores
                 .queue
                 .add(&connection, &[key], payload.clone())
@@ -79,7 +79,6 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     }
 
     if let Some(session) = session {
-        let remote = matches!(session, OnSession::Remote(_));
         let sent = match session {
             OnSession::Live(live) => {
                 m.deliver_live(&connection, &live, &[(&id, &payload[..])])? > 0
@@ -91,7 +90,7 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
             OnSession::Remote(holder) => {
                 let heard = match m
                     .cluster()
-                    .notify(&holder, &connection, std::slice::from_ref(&id), None)
+                    .notify(&holder, &connection, std::slice::from_ref(&id), true, None)
                     .await
                 {
                     Ok(heard) => heard > 0,
@@ -110,13 +109,11 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         if sent {
             return Ok(());
         }
-        if !remote {
-            // The session went away meanwhile: the message waits for the next pickup.
-            stores
-                .queue
-                .release(&connection, std::slice::from_ref(&id))
-                .await?;
-        }
+        // The session went away meanwhile (or its instance did not hear): the message waits.
+        stores
+            .queue
+            .release(&connection, std::slice::from_ref(&id))
+            .await?;
     }
     // Clients with their own endpoint do not pick up: push to them.
     if let Some(record) = stores.connections.get(&connection).await? {
