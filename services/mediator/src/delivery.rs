@@ -168,7 +168,11 @@ impl Mediator {
         in_flight: bool,
         traceparent: Option<&str>,
     ) {
-        let span = tracing::debug_span!("cluster.deliver", mediator.connection_id = %connection, trace.parent = traceparent.unwrap_or(""));
+        let span = tracing::info_span!("cluster.deliver", mediator.connection_id = %connection, mediator.instance = %self.cluster().instance_id());
+        if let Some(parent) = traceparent {
+            // One trace: the Forward on the instance that took it, the delivery here.
+            crate::telemetry::continue_trace(&span, parent);
+        }
         async {
             let Some(live) = self.sessions().live(connection) else {
                 if in_flight {

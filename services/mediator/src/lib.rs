@@ -18,6 +18,7 @@ pub mod server;
 pub mod sessions;
 pub mod stats;
 pub mod storage;
+pub mod telemetry;
 
 use std::{future::Future, sync::Arc};
 

@@ -75,7 +75,12 @@ async fn post_envelope(
             return InboundError::UnsupportedMediaType(ct.clone()).into_response();
         }
     }
-    let span = tracing::info_span!("inbound", transport = "http", bytes = body.len());
+    let span = tracing::info_span!(
+        "inbound",
+        transport = "http",
+        bytes = body.len(),
+        mediator.instance = %mediator.cluster().instance_id()
+    );
     match mediator.receive(&body, Via::Http).instrument(span).await {
         Ok(mut replies) => {
             if replies.is_empty() {

@@ -90,7 +90,13 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
             OnSession::Remote(holder) => {
                 let heard = match m
                     .cluster()
-                    .notify(&holder, &connection, std::slice::from_ref(&id), true, None)
+                    .notify(
+                        &holder,
+                        &connection,
+                        std::slice::from_ref(&id),
+                        true,
+                        crate::telemetry::current_traceparent(),
+                    )
                     .await
                 {
                     Ok(heard) => heard > 0,
