@@ -102,6 +102,12 @@ pub struct Cluster {
     unheard_grace: Duration,
     /// How long a message that found no route is remembered (a live session may be opening).
     unrouted_grace: Duration,
+    /// Our live sessions whose registry record is written (connection -> session): until it is,
+    /// a record naming another instance may be older than ours.
+    recorded: Mutex<HashMap<ConnectionId, u64>>,
+    /// Counts live-session announcements handled: a notice that failed while one arrived may
+    /// have missed a holder that just became reachable again.
+    announcements: AtomicU64,
 }
 
 /// Most remembered messages: past it, the oldest are forgotten (they wait in the queue).
@@ -130,7 +136,18 @@ impl Cluster {
             pending: Mutex::default(),
             unheard_grace: Duration::from_millis(lease_ms.saturating_mul(2)),
             unrouted_grace: Duration::from_secs(3),
+            recorded: Mutex::default(),
+            announcements: AtomicU64::new(0),
         }
+    }
+
+    /// The announcement counter, read before a notice is sent (see [`Cluster::hold_and_recheck`]).
+    pub fn epoch(&self) -> u64 {
+        self.announcements.load(Ordering::SeqCst)
+    }
+
+    fn is_recorded(&self, connection: &ConnectionId, session: u64) -> bool {
+        lock(&self.recorded).get(connection) == Some(&session)
     }
 
     /// Whether this instance has peers (a bus).
@@ -161,6 +178,28 @@ impl Cluster {
             .entry(connection.clone())
             .or_default()
             .push((id.clone(), until));
+    }
+
+    /// [`Cluster::hold`], then, if a live session of `connection` other than `tried` became known
+    /// meanwhile (its announcement may have been handled just before the hold), sends the held
+    /// messages to it at once.
+    pub fn hold_and_recheck(
+        &self,
+        mediator: &Mediator,
+        connection: &ConnectionId,
+        id: &MessageId,
+        tried: Option<&LiveHolder>,
+        epoch: u64,
+    ) {
+        self.hold(connection, id, tried.is_some());
+        // A holder that changed, or any announcement since the notice (the same holder may have
+        // come back from a pub/sub outage and announced itself before this hold): send now.
+        let announced = self.epoch() != epoch;
+        let now = lock(&self.routes).get(connection).cloned();
+        if let Some(holder) = now.filter(|h| announced || Some(h) != tried) {
+            let (m, c) = (mediator.clone(), connection.clone());
+            tokio::spawn(async move { flush_pending(&m, &c, &holder).await });
+        }
     }
 
     /// The remembered messages of `connection` (forgotten here once taken).
@@ -246,6 +285,7 @@ impl Cluster {
                         session: *session,
                     },
                 );
+                self.announcements.fetch_add(1, Ordering::SeqCst);
             }
             Notice::Close {
                 connection,
@@ -336,6 +376,44 @@ async fn take_over(mediator: &Mediator, connection: &ConnectionId) {
     }
 }
 
+/// Another instance announced a live session of `connection`, which is live here too: ours stops
+/// being live if the registry names the other (the socket stays open; what it carried and nobody
+/// acknowledged stays in flight on it); if the registry names ours, ours is announced again so
+/// the peers' caches follow it.
+async fn resolve_takeover(mediator: &Mediator, connection: &ConnectionId) {
+    let cluster = mediator.cluster();
+    let Some(local) = mediator.sessions().live(connection) else {
+        return;
+    };
+    if !cluster.is_recorded(connection, local.session.id) {
+        // Ours is not recorded yet: when it is, it replaces the other record and is announced.
+        return;
+    }
+    match cluster.registry.holder(connection).await {
+        Ok(Some(h)) if h.instance == cluster.instance && h.session == local.session.id => {
+            let notice = Notice::Open {
+                connection: connection.clone(),
+                instance: h.instance,
+                session: h.session,
+            };
+            cluster.apply(&notice);
+            if let Some(bus) = &cluster.bus {
+                let _ = bus.publish(&bus.events_channel(), &notice).await;
+            }
+        }
+        Ok(Some(h)) => {
+            info!(connection = %connection, to = %h.instance, "live session taken over by another instance");
+            mediator
+                .sessions()
+                .clear_live(connection, Some(local.session.id));
+        }
+        Ok(None) => {}
+        Err(err) => {
+            warn!(error = %err, connection = %connection, "take-over not resolved: registry unavailable")
+        }
+    }
+}
+
 /// Sends the messages remembered for `connection` to `holder` (this instance or a peer).
 async fn flush_pending(mediator: &Mediator, connection: &ConnectionId, holder: &LiveHolder) {
     let cluster = mediator.cluster();
@@ -402,17 +480,19 @@ async fn on_local_event(mediator: &Mediator, event: LiveSessionEvent) {
     let connection = event.connection_id;
     let notice = match event.change {
         LiveSessionChange::Opened => {
-            match cluster
+            let opened = cluster
                 .registry
                 .open(&connection, &holder, cluster.lease_ms)
-                .await
-            {
+                .await;
+            if opened.is_ok() {
+                lock(&cluster.recorded).insert(connection.clone(), holder.session);
+            }
+            match opened {
                 Ok(Some(previous)) if previous.instance != cluster.instance => {
                     info!(connection = %connection, previous = %previous.instance, "live session taken over from another instance");
                     take_over(mediator, &connection).await;
                 }
-                Ok(Some(_)) => {}
-                Ok(None) => {}
+                Ok(Some(_)) | Ok(None) => {}
                 Err(err) => {
                     warn!(error = %err, connection = %connection, "live session not recorded in the registry; other instances route to it once it is")
                 }
@@ -424,6 +504,12 @@ async fn on_local_event(mediator: &Mediator, event: LiveSessionEvent) {
             }
         }
         LiveSessionChange::Closed => {
+            {
+                let mut recorded = lock(&cluster.recorded);
+                if recorded.get(&connection) == Some(&holder.session) {
+                    recorded.remove(&connection);
+                }
+            }
             if let Err(err) = cluster.registry.close(&connection, &holder).await {
                 warn!(error = %err, connection = %connection, "live session close not recorded; its lease will expire");
             }
@@ -467,6 +553,20 @@ async fn refresh_leases(mediator: Mediator) {
             warn!(error = %err, "live-session leases not refreshed");
         }
         prune(&mut lock(&cluster.pending));
+        // A live session whose record could not be written (Redis was down) is recorded now.
+        for (connection, session) in mediator.sessions().live_connections() {
+            if !cluster.is_recorded(&connection, session) {
+                on_local_event(
+                    &mediator,
+                    LiveSessionEvent {
+                        change: LiveSessionChange::Opened,
+                        connection_id: connection,
+                        session_id: session,
+                    },
+                )
+                .await;
+            }
+        }
     }
 }
 
@@ -503,16 +603,48 @@ async fn listen(mediator: Mediator) {
         cluster.reload().await;
         cluster.subscribed.store(true, Ordering::Relaxed);
         info!(instance = %cluster.instance, "subscribed to the cluster channels");
-        // Repair what was missed while deaf: peers may hold messages for our live clients (they
-        // flush them when they hear these), and we may hold messages for theirs.
+        // Repair what was missed while deaf, by the registry (the authority, just reloaded into
+        // the routes): our live sessions it still names are announced again (peers may hold
+        // messages for them); one it names elsewhere was taken over meanwhile; one it lost (our
+        // lease ran out while we could not refresh) is recorded again.
         for (connection, session) in mediator.sessions().live_connections() {
-            let notice = Notice::Open {
-                connection,
-                instance: cluster.instance.clone(),
-                session,
-            };
-            if let Err(err) = bus.publish(&events, &notice).await {
-                warn!(error = %err, "live session not re-announced");
+            let recorded = lock(&cluster.routes).get(&connection).cloned();
+            if !cluster.is_recorded(&connection, session) {
+                continue; // its record is being written now, and announced after
+            }
+            match recorded {
+                Some(h) if h.instance != cluster.instance => {
+                    info!(connection = %connection, to = %h.instance, "live session taken over while unsubscribed");
+                    mediator.sessions().clear_live(&connection, Some(session));
+                }
+                recorded => {
+                    let holder = LiveHolder {
+                        instance: cluster.instance.clone(),
+                        session,
+                    };
+                    if recorded.is_none() {
+                        if let Err(err) = cluster
+                            .registry
+                            .open(&connection, &holder, cluster.lease_ms)
+                            .await
+                        {
+                            warn!(error = %err, "live session not recorded again");
+                        }
+                        cluster.apply(&Notice::Open {
+                            connection: connection.clone(),
+                            instance: holder.instance.clone(),
+                            session,
+                        });
+                    }
+                    let notice = Notice::Open {
+                        connection,
+                        instance: holder.instance,
+                        session,
+                    };
+                    if let Err(err) = bus.publish(&events, &notice).await {
+                        warn!(error = %err, "live session not re-announced");
+                    }
+                }
             }
         }
         for connection in cluster.pending_connections() {
@@ -550,13 +682,14 @@ async fn listen(mediator: Mediator) {
                         };
                         let (m, c) = (mediator.clone(), connection.clone());
                         tokio::spawn(async move { flush_pending(&m, &c, &holder).await });
-                        // A newer live session elsewhere takes over: ours stops being live (the
-                        // socket stays open; its unacknowledged messages stay in flight on it).
+                        // Another instance announces a live session of a connection live here:
+                        // the registry says which is newer (announcements can cross, and a peer
+                        // back from a pub/sub outage may announce a session already replaced).
                         if *instance != cluster.instance
                             && mediator.sessions().live(connection).is_some()
                         {
-                            info!(connection = %connection, to = %instance, "live session taken over by another instance");
-                            mediator.sessions().clear_live(connection, None);
+                            let (m, c) = (mediator.clone(), connection.clone());
+                            tokio::spawn(async move { resolve_takeover(&m, &c).await });
                         }
                     }
                 }

@@ -72,6 +72,13 @@ pub async fn serve(
     );
     let mut background = cluster::Cluster::start(&mediator);
     background.push(tokio::spawn(sweep_expired(mediator.clone())));
+    // No Nagle: a live delivery is one small frame that must go now, not after the client's
+    // delayed ACK (10-40 ms per frame otherwise, measured with the load driver).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY not set");
+        }
+    });
     let served = axum::serve(listener, server::router(mediator))
         .with_graceful_shutdown(shutdown)
         .await;

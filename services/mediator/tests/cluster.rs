@@ -20,6 +20,11 @@ fn server() -> &'static RedisServer {
 }
 
 async fn instance(prefix: &str, name: &str) -> Instance {
+    // The instances' warnings show in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("mediator=info")
+        .with_test_writer()
+        .try_init();
     let env = [
         ("MEDIATOR_STORAGE__BACKEND", "redis"),
         ("MEDIATOR_STORAGE__REDIS__URL", server().url()),

@@ -75,7 +75,9 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         && m.cluster().is_clustered()
     {
         // No route known: a live session may be opening elsewhere right now.
-        m.cluster().hold(&connection, &id, false);
+        let epoch = m.cluster().epoch();
+        m.cluster()
+            .hold_and_recheck(m, &connection, &id, None, epoch);
     }
 
     if let Some(session) = session {
@@ -88,6 +90,7 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                 .await
                 .is_some(),
             OnSession::Remote(holder) => {
+                let epoch = m.cluster().epoch();
                 let heard = match m
                     .cluster()
                     .notify(
@@ -106,8 +109,15 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                     }
                 };
                 if !heard {
-                    // Its holder is gone or deaf: deliver it when a live session is announced.
-                    m.cluster().hold(&connection, &id, true);
+                    // Its holder is gone or deaf: given back below, and delivered when a live
+                    // session is announced (or at once if one became known meanwhile).
+                    stores
+                        .queue
+                        .release(&connection, std::slice::from_ref(&id))
+                        .await?;
+                    m.cluster()
+                        .hold_and_recheck(m, &connection, &id, Some(&holder), epoch);
+                    return Ok(());
                 }
                 heard
             }
