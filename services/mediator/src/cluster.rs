@@ -108,6 +108,10 @@ pub struct Cluster {
     /// Counts live-session announcements handled: a notice that failed while one arrived may
     /// have missed a holder that just became reachable again.
     announcements: AtomicU64,
+    /// Set at shutdown: stop listening, so peers' notices reach nobody and are kept by them.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Peer notices being delivered now (shutdown waits for them).
+    notices_in_progress: std::sync::atomic::AtomicUsize,
 }
 
 /// Most remembered messages: past it, the oldest are forgotten (they wait in the queue).
@@ -138,6 +142,22 @@ impl Cluster {
             unrouted_grace: Duration::from_secs(3),
             recorded: Mutex::default(),
             announcements: AtomicU64::new(0),
+            stop: tokio::sync::watch::channel(false).0,
+            notices_in_progress: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Shutdown: unsubscribes for good (a notice sent to this instance from now on reaches
+    /// nobody, so its sender keeps the message for the client's next live session) and waits, up
+    /// to `limit`, for the notices already taken to be delivered.
+    pub async fn stop_listening(&self, limit: Duration) {
+        self.stop.send_replace(true);
+        self.subscribed.store(false, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.notices_in_progress.load(Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -583,7 +603,11 @@ async fn listen(mediator: Mediator) {
     );
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    let mut stop = cluster.stop.subscribe();
     loop {
+        if *stop.borrow() {
+            return;
+        }
         let subscribed = bus.subscribe(&[&events, &mine]).await;
         let mut subscription = match subscribed {
             Ok(p) => p,
@@ -653,7 +677,15 @@ async fn listen(mediator: Mediator) {
                 flush_pending(&mediator, &connection, &holder).await;
             }
         }
-        while let Some(msg) = subscription.next().await {
+        loop {
+            let msg = tokio::select! {
+                msg = subscription.next() => msg,
+                _ = stop.wait_for(|stopped| *stopped) => {
+                    info!("stopped listening to the cluster channels");
+                    return;
+                }
+            };
+            let Some(msg) = msg else { break };
             let payload: &[u8] = msg.get_payload_bytes();
             match serde_json::from_slice::<Notice>(payload) {
                 Ok(Notice::Deliver {
@@ -663,9 +695,13 @@ async fn listen(mediator: Mediator) {
                     traceparent,
                 }) => {
                     let m = mediator.clone();
+                    cluster.notices_in_progress.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         m.deliver_notice(&connection, &ids, in_flight, traceparent.as_deref())
-                            .await
+                            .await;
+                        m.cluster()
+                            .notices_in_progress
+                            .fetch_sub(1, Ordering::SeqCst);
                     });
                 }
                 Ok(notice) => {

@@ -53,6 +53,15 @@ pub struct Config {
     pub storage: StorageConfig,
     /// This instance in a cluster.
     pub cluster: ClusterConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+/// Graceful shutdown (SIGTERM/SIGINT).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShutdownConfig {
+    /// Longest wait for WebSocket sessions to close before the instance stops serving HTTP, ms.
+    pub grace_period_ms: u64,
 }
 
 /// This instance in a cluster.

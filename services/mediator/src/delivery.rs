@@ -220,6 +220,40 @@ impl Mediator {
         Ok(sent)
     }
 
+    /// At-least-once in Live Mode: messages of `connection` that were handed out before and are
+    /// waiting again (a delivery nobody acknowledged, a notice an instance took but never
+    /// delivered) go to its live session here, unless this session already carried them.
+    /// Messages never handed out (queued before live mode) are left for delivery-request.
+    pub async fn redeliver_given_back(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<usize, InboundError> {
+        let Some(live) = self.sessions().live(connection) else {
+            return Ok(0);
+        };
+        let batch = self.config().pickup.max_batch;
+        let queue = &self.stores().queue;
+        let ids: Vec<MessageId> = queue
+            .take(connection, batch, None)
+            .await?
+            .into_iter()
+            .filter(|m| m.deliveries > 0 && !live.session.has_claimed(&m.id))
+            .map(|m| m.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let lease = self.config().pickup.redelivery_after_ms;
+        let messages = queue.lease_ids(connection, &ids, lease).await?;
+        self.stats().redelivered(messages.len());
+        let items: Vec<Item<'_>> = messages.iter().map(|m| (&m.id, &m.payload[..])).collect();
+        let sent = self.deliver_live(connection, &live, &items)?;
+        if sent > 0 {
+            debug!(connection = %connection, messages = sent, "unacknowledged messages delivered again");
+        }
+        Ok(sent)
+    }
+
     /// Writes one queued message itself (no pickup wrapper) on `session`, and removes it from the
     /// queue once the socket confirmed it (pong). With `wait`, waits for room in the session's
     /// buffer (paced flushes); without, a full buffer closes the session. Returns a receiver that

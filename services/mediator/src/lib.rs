@@ -72,6 +72,7 @@ pub async fn serve(
     );
     let mut background = cluster::Cluster::start(&mediator);
     background.push(tokio::spawn(sweep_expired(mediator.clone())));
+    background.push(tokio::spawn(redeliver_live(mediator.clone())));
     // No Nagle: a live delivery is one small frame that must go now, not after the client's
     // delayed ACK (10-40 ms per frame otherwise, measured with the load driver).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -79,8 +80,12 @@ pub async fn serve(
             tracing::debug!(error = %err, "TCP_NODELAY not set");
         }
     });
+    let draining = mediator.clone();
     let served = axum::serve(listener, server::router(mediator))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.drain().await;
+        })
         .await;
     for task in background {
         task.abort();
@@ -88,6 +93,23 @@ pub async fn serve(
     served?;
     info!("mediator stopped");
     Ok(())
+}
+
+/// Every redelivery period, gives each live session here the messages it should have had that
+/// wait again (see [`Mediator::redeliver_given_back`]).
+async fn redeliver_live(mediator: Mediator) {
+    let every =
+        std::time::Duration::from_millis(mediator.config().pickup.redelivery_after_ms.max(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (connection, _) in mediator.sessions().live_connections() {
+            if let Err(err) = mediator.redeliver_given_back(&connection).await {
+                warn!(error = %err, connection = %connection, "redelivery to a live session failed");
+            }
+        }
+    }
 }
 
 /// Removes expired messages from queues nobody touches, now and then (request paths expire the

@@ -140,6 +140,8 @@ pub struct Inner {
     pub(crate) next_session_id: AtomicU64,
     /// False while draining: WebSocket upgrades are refused.
     accepting_websockets: AtomicBool,
+    /// Set when shutdown begins.
+    draining: AtomicBool,
     /// Pickup 1.0 has no acknowledgement: the ids of the last `batch` sent to each connection,
     /// removed when that connection asks again (its next request says it got the batch).
     pub(crate) v1_unacknowledged: Mutex<HashMap<ConnectionId, Vec<MessageId>>>,
@@ -250,6 +252,7 @@ impl Mediator {
             http,
             next_session_id: AtomicU64::new(1),
             accepting_websockets: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
             v1_unacknowledged: Mutex::default(),
             stats: Stats::default(),
             cluster,
@@ -289,6 +292,47 @@ impl Mediator {
     /// Whether WebSocket upgrades are accepted (false while draining).
     pub fn accepts_websockets(&self) -> bool {
         self.accepting_websockets.load(Ordering::Relaxed)
+    }
+
+    /// True once shutdown began: readiness is off.
+    pub fn is_draining(&self) -> bool {
+        !self.accepts_websockets() && self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Graceful shutdown, before the HTTP server stops: readiness off, new WebSockets refused,
+    /// every WebSocket closed with a close frame (clients reconnect elsewhere), this instance's
+    /// live sessions removed from the registry and announced closed, then a wait (at most
+    /// `shutdown.grace_period_ms`) for the sockets to finish; in-flight HTTP requests are then
+    /// finished by the server.
+    pub async fn drain(&self) {
+        info!("shutting down: draining WebSocket sessions");
+        self.draining.store(true, Ordering::Relaxed);
+        self.set_websocket_admission(false);
+        let grace = Duration::from_millis(self.config.shutdown.grace_period_ms);
+        // Deaf first: peers keep what they would send us from now on; what we already took goes
+        // out on the sockets before they close (and what they do not acknowledge is given back).
+        self.cluster.stop_listening(grace / 2).await;
+        let live = self.sessions.live_connections();
+        let closing = self.sessions.close_all();
+        for (connection, session) in &live {
+            let holder = mediator_store::LiveHolder {
+                instance: self.cluster.instance_id().to_owned(),
+                session: *session,
+            };
+            if let Err(err) = self.stores.registry.close(connection, &holder).await {
+                warn!(error = %err, connection = %connection, "live session not removed from the registry; its lease will expire");
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.sessions.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        info!(
+            sessions = closing,
+            live = live.len(),
+            left = self.sessions.len(),
+            "WebSocket sessions drained"
+        );
     }
 
     /// Accept WebSocket upgrades (true) or refuse them with 503 (false: draining, so clients

@@ -270,6 +270,13 @@ async fn healthz() -> &'static str {
 /// Ready: the stores answer and the cluster subscription is live.
 async fn readyz(State(mediator): State<Mediator>) -> Response {
     let probe = mediator_store::ConnectionId::from("readyz-probe");
+    if mediator.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n",
+        )
+            .into_response();
+    }
     let store = mediator.stores().queue.status(&probe, None).await;
     let subscribed = mediator.cluster().is_subscribed();
     match (store, subscribed) {

@@ -396,6 +396,39 @@ impl Sessions {
             .and_then(|list| list.iter().rev().find(|s| s.is_open()).cloned())
     }
 
+    /// Closes every session (shutdown); they unregister as they end. Returns how many.
+    pub fn close_all(&self) -> usize {
+        let map = lock(&self.inner);
+        let mut ids = HashSet::new();
+        for s in map.return_route.values().flatten() {
+            s.close();
+            ids.insert(s.id);
+        }
+        for l in map.live.values() {
+            l.session.close();
+            ids.insert(l.session.id);
+        }
+        ids.len()
+    }
+
+    /// How many sessions are registered (return-route or live).
+    pub fn len(&self) -> usize {
+        let map = lock(&self.inner);
+        let mut ids = HashSet::new();
+        for s in map.return_route.values().flatten() {
+            ids.insert(s.id);
+        }
+        for l in map.live.values() {
+            ids.insert(l.session.id);
+        }
+        ids.len()
+    }
+
+    /// True when no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Closes every session of a connection (return-route and live); they unregister as they end.
     /// Returns how many were asked to close.
     pub fn close_connection(&self, connection_id: &ConnectionId) -> usize {

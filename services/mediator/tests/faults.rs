@@ -89,6 +89,31 @@ impl Proc {
         }
     }
 
+    /// SIGTERM (graceful shutdown); waits for the exit and returns whether it was clean.
+    fn sigterm_and_wait(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+
     /// SIGKILL: no close frames, no deregistration, nothing.
     fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -655,6 +680,103 @@ async fn dropped_pubsub_connections_mid_stream_lose_nothing() {
     };
     eprintln!(
         "pub/sub drops: {} accepted, {received} received live, lost {}, duplicates {duplicates}",
+        accepted.len(),
+        lost.len()
+    );
+    assert!(ok && lost.is_empty(), "lost: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_live_sockets_so_clients_reconnect_elsewhere_and_lose_nothing() {
+    const N: u64 = 120;
+    let redis = RedisServer::start().unwrap();
+    let prefix = format!("term-{}:", uuid::Uuid::new_v4());
+    let mut a = Proc::start("a", redis.url(), &prefix);
+    let b = Proc::start("b", redis.url(), &prefix);
+    for p in [&a, &b] {
+        p.ready().await;
+    }
+    let mut client = Client::connect_base(&a.base, "didcomm:transport/queue").await;
+    let (routing, recipient) = client.mediation_with_key().await;
+    let conn = connection_of(&redis, &prefix, recipient.verkey()).await;
+    let mut ws = ws_connect(&a.ws_url()).await;
+    go_live(&client, &mut ws).await;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let sender = tokio::spawn(send_all(
+        vec![b.base.clone()],
+        routing,
+        *recipient.verkey(),
+        N,
+        Duration::from_millis(5),
+    ));
+    assert!(
+        read_live(
+            &client,
+            &recipient,
+            &mut ws,
+            &tally,
+            |t| t.counts.len() as u64 >= N / 3,
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    // SIGTERM: A closes the socket with a close frame (the reader sees the end), deregisters the
+    // live session and exits cleanly within its grace period.
+    let term = tokio::task::spawn_blocking(move || {
+        let clean = a.sigterm_and_wait(Duration::from_secs(20));
+        (a, clean)
+    });
+    let still_open = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        |_| false,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(!still_open, "A's socket did not end");
+    let (_a, clean) = term.await.unwrap();
+    assert!(clean, "A did not exit cleanly on SIGTERM");
+    let registry =
+        mediator_store_redis::RedisLiveSessionRegistry::new(redis.pool().unwrap(), &prefix);
+    let holder = mediator_store::LiveSessionRegistry::holder(&registry, &conn)
+        .await
+        .unwrap();
+    assert!(
+        holder.is_none(),
+        "A left its live session in the registry: {holder:?}"
+    );
+
+    client.use_base(&b.base);
+    fetch_all(&client, &recipient, &tally).await;
+    let mut ws = ws_connect(&b.ws_url()).await;
+    go_live_recording(&client, &mut ws, Some((&recipient, &tally))).await;
+    let (accepted, _) = sender.await.unwrap();
+    let all_in = {
+        let accepted = accepted.clone();
+        move |t: &Tally| accepted.iter().all(|s| t.counts.contains_key(s))
+    };
+    let ok = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        all_in,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (received, duplicates, lost) = {
+        let t = tally.lock().unwrap();
+        let lost: Vec<u64> = accepted
+            .iter()
+            .filter(|s| !t.counts.contains_key(s))
+            .copied()
+            .collect();
+        (t.counts.len(), t.duplicates(), lost)
+    };
+    eprintln!(
+        "sigterm: {} accepted, {received} received, lost {}, duplicates {duplicates}",
         accepted.len(),
         lost.len()
     );
