@@ -255,7 +255,8 @@ pub struct LiveSession {
 #[derive(Debug, Default)]
 struct Registry {
     return_route: HashMap<ConnectionId, Vec<SessionHandle>>,
-    live: HashMap<ConnectionId, LiveSession>,
+    /// Shared, so the per-Forward lookup copies a pointer, not the keys.
+    live: HashMap<ConnectionId, Arc<LiveSession>>,
 }
 
 /// Sessions by connection. Cheap to clone; clones share the registry.
@@ -312,7 +313,7 @@ impl Sessions {
         let id = live.session.id;
         let previous = {
             let mut map = lock(&self.inner);
-            map.live.insert(connection_id.clone(), live)
+            map.live.insert(connection_id.clone(), Arc::new(live))
         };
         match previous {
             Some(p) if p.session.id == id => return, // already live on this session
@@ -371,7 +372,7 @@ impl Sessions {
     }
 
     /// The live session of a connection, if it is open.
-    pub fn live(&self, connection_id: &ConnectionId) -> Option<LiveSession> {
+    pub fn live(&self, connection_id: &ConnectionId) -> Option<Arc<LiveSession>> {
         let map = lock(&self.inner);
         map.live
             .get(connection_id)

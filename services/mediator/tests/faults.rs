@@ -151,6 +151,16 @@ impl Tally {
     fn duplicates(&self) -> u32 {
         self.counts.values().map(|n| n - 1).sum()
     }
+
+    /// (distinct received, duplicates, the accepted ones never received).
+    fn against(&self, accepted: &BTreeSet<u64>) -> (usize, u32, Vec<u64>) {
+        let lost = accepted
+            .iter()
+            .filter(|s| !self.counts.contains_key(s))
+            .copied()
+            .collect();
+        (self.counts.len(), self.duplicates(), lost)
+    }
 }
 
 /// Opens a delivery envelope's attachments: (queued id, sequence number) each.
@@ -479,15 +489,7 @@ async fn kill_9_of_the_instance_holding_the_live_session_loses_nothing() {
         Duration::from_secs(40),
     )
     .await;
-    let (received, duplicates, lost) = {
-        let t = tally.lock().unwrap();
-        let lost: Vec<u64> = accepted
-            .iter()
-            .filter(|s| !t.counts.contains_key(s))
-            .copied()
-            .collect();
-        (t.counts.len(), t.duplicates(), lost)
-    };
+    let (received, duplicates, lost) = tally.lock().unwrap().against(&accepted);
     eprintln!(
         "kill -9: {} accepted ({refused} refusals retried), {received} received \
          ({received_before_kill} before the kill), lost {}, duplicates {duplicates}",
@@ -591,18 +593,17 @@ async fn a_redis_restart_with_aof_during_a_run_loses_nothing() {
     if fetched {
         fetch_all(&client, &recipient, &tally).await;
     }
-    let t = tally.lock().unwrap();
-    let lost: Vec<&u64> = accepted
-        .iter()
-        .filter(|s| !t.counts.contains_key(s))
-        .collect();
+    let (received, duplicates, lost) = tally.lock().unwrap().against(&accepted);
     eprintln!(
-                "redis restart: {} accepted ({refused} refusals during the outage, retried), {} received ({}), lost {}, duplicates {}",
+        "redis restart: {} accepted ({refused} refusals during the outage, retried), {received} \
+         received ({}), lost {}, duplicates {duplicates}",
         accepted.len(),
-                t.counts.len(),
-        if fetched { "some fetched by delivery-request" } else { "all live" },
+        if fetched {
+            "some fetched by delivery-request"
+        } else {
+            "all live"
+        },
         lost.len(),
-        t.duplicates()
     );
     assert!(lost.is_empty(), "lost: {lost:?}");
 }
@@ -669,15 +670,7 @@ async fn dropped_pubsub_connections_mid_stream_lose_nothing() {
         Duration::from_secs(30),
     )
     .await;
-    let (received, duplicates, lost) = {
-        let t = tally.lock().unwrap();
-        let lost: Vec<u64> = accepted
-            .iter()
-            .filter(|s| !t.counts.contains_key(s))
-            .copied()
-            .collect();
-        (t.counts.len(), t.duplicates(), lost)
-    };
+    let (received, duplicates, lost) = tally.lock().unwrap().against(&accepted);
     eprintln!(
         "pub/sub drops: {} accepted, {received} received live, lost {}, duplicates {duplicates}",
         accepted.len(),
@@ -766,15 +759,7 @@ async fn sigterm_closes_live_sockets_so_clients_reconnect_elsewhere_and_lose_not
         Duration::from_secs(30),
     )
     .await;
-    let (received, duplicates, lost) = {
-        let t = tally.lock().unwrap();
-        let lost: Vec<u64> = accepted
-            .iter()
-            .filter(|s| !t.counts.contains_key(s))
-            .copied()
-            .collect();
-        (t.counts.len(), t.duplicates(), lost)
-    };
+    let (received, duplicates, lost) = tally.lock().unwrap().against(&accepted);
     eprintln!(
         "sigterm: {} accepted, {received} received, lost {}, duplicates {duplicates}",
         accepted.len(),

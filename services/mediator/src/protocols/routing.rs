@@ -19,10 +19,8 @@ use crate::{
 };
 
 /// Where a Forward goes at once, besides the queue.
-// Lives on the stack for one call: boxing the large variant would cost an allocation per Forward.
-#[allow(clippy::large_enum_variant)]
 enum OnSession {
-    Live(LiveSession),
+    Live(std::sync::Arc<LiveSession>),
     Direct(SessionHandle),
     /// Another instance holds the live session: it gets a notice and delivers.
     Remote(mediator_store::LiveHolder),
