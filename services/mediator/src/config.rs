@@ -55,6 +55,94 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// OpenTelemetry export and the Prometheus scrape endpoint.
+    pub telemetry: TelemetryConfig,
+}
+
+/// How logs are written (to standard output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// Which events are logged, in `tracing` filter syntax (`info`, `mediator=debug,info`); the
+    /// `MEDIATOR_LOG` variable, when set, wins.
+    pub filter: String,
+}
+
+/// The OTLP wire protocol: OTLP/HTTP (a collector's port 4318, paths `/v1/traces` and
+/// `/v1/metrics`). OTLP/gRPC is not offered: the SDK exports from its own threads, where the gRPC
+/// client finds no Tokio runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf bodies.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON bodies.
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+/// OTLP export of spans and metrics.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`http://otel-collector:4318`); empty: no export (the default).
+    pub endpoint: String,
+    /// `http/protobuf` or `http/json`.
+    pub protocol: OtlpProtocol,
+    /// Interval of metric exports, ms.
+    pub metrics_interval_ms: u64,
+    /// Longest wait for spans to be batched before they are exported, ms.
+    pub traces_delay_ms: u64,
+    /// Timeout of one export, ms.
+    pub timeout_ms: u64,
+}
+
+/// The Prometheus scrape endpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrometheusConfig {
+    /// Address of a second listener serving `GET /metrics` (Prometheus text format); empty: none
+    /// (the default). Kept off the public listener so the metrics are not on the internet.
+    pub listen: String,
+}
+
+impl PrometheusConfig {
+    /// The scrape listener's address, if one is configured.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+/// OpenTelemetry export and the Prometheus scrape endpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetryConfig {
+    /// `service.name` of every span and metric.
+    pub service_name: String,
+    /// OTLP export.
+    pub otlp: OtlpConfig,
+    /// The Prometheus scrape endpoint.
+    pub prometheus: PrometheusConfig,
+    /// Interval at which this instance counts the messages and bytes waiting in every queue (the
+    /// queue depth gauges), ms; 0: never. Each count reads every non-empty queue once.
+    pub queue_sample_interval_ms: u64,
+}
+
+impl TelemetryConfig {
+    /// Whether anything is exported over OTLP.
+    pub fn otlp_enabled(&self) -> bool {
+        !self.otlp.endpoint.is_empty()
+    }
 }
 
 /// Graceful shutdown (SIGTERM/SIGINT).
@@ -72,6 +160,15 @@ pub struct ClusterConfig {
     /// Lease of a live-session record in the registry, ms: refreshed every third of it while the
     /// instance lives; an instance that dies leaves records that expire with it.
     pub live_lease_ms: u64,
+}
+
+impl ClusterConfig {
+    /// Gives the instance a random id if none is configured (once, before anything uses it).
+    pub fn ensure_instance_id(&mut self) {
+        if self.instance_id.is_empty() {
+            self.instance_id = uuid::Uuid::new_v4().simple().to_string();
+        }
+    }
 }
 
 /// Which storage backend.
@@ -403,6 +500,32 @@ impl Config {
         if self.websocket.ping_interval_ms == 0 || self.websocket.outbound_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "websocket.ping_interval_ms and websocket.outbound_buffer must be positive".into(),
+            ));
+        }
+        let telemetry = &self.telemetry;
+        if telemetry.otlp_enabled()
+            && !(telemetry.otlp.endpoint.starts_with("http://")
+                || telemetry.otlp.endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "telemetry.otlp.endpoint must start with http:// or https:// (got {:?})",
+                telemetry.otlp.endpoint
+            )));
+        }
+        if telemetry.otlp.metrics_interval_ms == 0 || telemetry.otlp.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "telemetry.otlp.metrics_interval_ms and timeout_ms must be positive".into(),
+            ));
+        }
+        if !telemetry.prometheus.listen.is_empty() && telemetry.prometheus.address().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "telemetry.prometheus.listen must be an address like 0.0.0.0:9464 (got {:?})",
+                telemetry.prometheus.listen
+            )));
+        }
+        if telemetry.service_name.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "telemetry.service_name must not be empty".into(),
             ));
         }
         if self.limits.max_message_bytes < 1024 {

@@ -20,10 +20,12 @@ use crate::{
     error::InboundError,
     mediator::Mediator,
     sessions::{LiveSession, Outbound, SessionHandle},
+    stats::DeliveryMode,
 };
 
-/// One queued message to deliver: its id and its encrypted bytes (JSON).
-pub type Item<'a> = (&'a MessageId, &'a [u8]);
+/// One queued message to deliver: its id, its encrypted bytes (JSON) and when it was queued (unix
+/// ms: the delivery latency metric).
+pub type Item<'a> = (&'a MessageId, &'a [u8], u64);
 
 /// Builds the plaintext of a Pickup 2.0 `delivery` around queued messages, without parsing them
 /// (they are valid JSON: they were checked when queued).
@@ -34,7 +36,7 @@ pub(crate) fn delivery_plaintext(
     recipient_key: Option<&str>,
     items: &[Item<'_>],
 ) -> Vec<u8> {
-    let payload: usize = items.iter().map(|(_, p)| p.len() + 80).sum();
+    let payload: usize = items.iter().map(|(_, p, _)| p.len() + 80).sum();
     let mut out = Vec::with_capacity(payload + 200);
     out.extend_from_slice(b"{\"@type\":\"");
     out.extend_from_slice(doc_uri.as_str().as_bytes());
@@ -56,7 +58,7 @@ pub(crate) fn delivery_plaintext(
         json_string(&mut out, key);
     }
     out.extend_from_slice(b",\"~attach\":[");
-    for (n, (id, payload)) in items.iter().enumerate() {
+    for (n, (id, payload, _)) in items.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
@@ -89,7 +91,7 @@ impl Mediator {
     ) -> Result<usize, InboundError> {
         let fresh: Vec<Item<'_>> = items
             .iter()
-            .filter(|(id, _)| live.session.claim(connection, id))
+            .filter(|(id, _, _)| live.session.claim(connection, id))
             .copied()
             .collect();
         if fresh.is_empty() {
@@ -106,7 +108,8 @@ impl Mediator {
             // Closed meanwhile: its claims may already have been given back; give these back too.
             Ok(()) if !live.session.is_open() => Ok(0),
             Ok(()) => {
-                self.stats().delivered(fresh.len());
+                self.stats()
+                    .delivered(DeliveryMode::Live, fresh.iter().map(|(_, _, at)| *at));
                 debug!(connection = %connection, session = live.session.id, messages = fresh.len(), "live delivery");
                 Ok(fresh.len())
             }
@@ -143,7 +146,10 @@ impl Mediator {
         };
         let mut sent = 0;
         for chunk in messages.chunks(self.config().pickup.max_batch) {
-            let items: Vec<Item<'_>> = chunk.iter().map(|m| (&m.id, &m.payload[..])).collect();
+            let items: Vec<Item<'_>> = chunk
+                .iter()
+                .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
+                .collect();
             let n = self.deliver_live(connection, &live, &items)?;
             if n == 0 && !live.session.is_open() {
                 // The session went away: what it did not take waits again.
@@ -212,7 +218,10 @@ impl Mediator {
                 messages.push(m);
             }
         }
-        let items: Vec<Item<'_>> = messages.iter().map(|m| (&m.id, &m.payload[..])).collect();
+        let items: Vec<Item<'_>> = messages
+            .iter()
+            .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
+            .collect();
         let sent = self.deliver_live(connection, live, &items)?;
         if sent == 0 && !live.session.is_open() {
             self.stores().queue.release(connection, ids).await?;
@@ -246,7 +255,10 @@ impl Mediator {
         let lease = self.config().pickup.redelivery_after_ms;
         let messages = queue.lease_ids(connection, &ids, lease).await?;
         self.stats().redelivered(messages.len());
-        let items: Vec<Item<'_>> = messages.iter().map(|m| (&m.id, &m.payload[..])).collect();
+        let items: Vec<Item<'_>> = messages
+            .iter()
+            .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
+            .collect();
         let sent = self.deliver_live(connection, &live, &items)?;
         if sent > 0 {
             debug!(connection = %connection, messages = sent, "unacknowledged messages delivered again");
@@ -265,6 +277,7 @@ impl Mediator {
         session: &SessionHandle,
         id: &MessageId,
         payload: Bytes,
+        queued_at_ms: u64,
         wait: bool,
     ) -> Option<oneshot::Receiver<bool>> {
         if !session.claim(connection, id) {
@@ -280,7 +293,7 @@ impl Mediator {
         if !queued || !session.is_open() {
             return None;
         }
-        self.stats().delivered(1);
+        self.stats().delivered(DeliveryMode::Direct, [queued_at_ms]);
         let (done_tx, done_rx) = oneshot::channel();
         let this = self.clone();
         let (connection, id, session) = (connection.clone(), id.clone(), session.clone());
@@ -341,7 +354,14 @@ impl Mediator {
             let mut pending = Vec::new();
             for m in messages {
                 if let Some(done) = self
-                    .deliver_direct(connection, session, &m.id, m.payload, true)
+                    .deliver_direct(
+                        connection,
+                        session,
+                        &m.id,
+                        m.payload,
+                        m.received_at_ms,
+                        true,
+                    )
                     .await
                 {
                     pending.push(done);
@@ -373,7 +393,7 @@ mod tests {
     #[test]
     fn delivery_plaintext_is_the_json_a_client_expects() {
         let (a, b) = (MessageId::from("a\"1"), MessageId::from("b"));
-        let items: Vec<Item<'_>> = vec![(&a, br#"{"protected":"x"}"#), (&b, b"{}")];
+        let items: Vec<Item<'_>> = vec![(&a, br#"{"protected":"x"}"#, 0), (&b, b"{}", 0)];
         let text = delivery_plaintext(&DocUri::DidcommOrg, Some("t\\h"), Some("key"), &items);
         let v: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(v["@type"], "https://didcomm.org/messagepickup/2.0/delivery");

@@ -13,6 +13,7 @@ pub mod error;
 pub mod invitation;
 pub mod keyring;
 pub mod mediator;
+pub mod observed;
 pub mod protocols;
 pub mod server;
 pub mod sessions;
@@ -73,6 +74,9 @@ pub async fn serve(
     let mut background = cluster::Cluster::start(&mediator);
     background.push(tokio::spawn(sweep_expired(mediator.clone())));
     background.push(tokio::spawn(redeliver_live(mediator.clone())));
+    if mediator.config().telemetry.queue_sample_interval_ms > 0 {
+        background.push(tokio::spawn(sample_queues(mediator.clone())));
+    }
     // No Nagle: a live delivery is one small frame that must go now, not after the client's
     // delayed ACK (10-40 ms per frame otherwise, measured with the load driver).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -108,6 +112,21 @@ async fn redeliver_live(mediator: Mediator) {
             if let Err(err) = mediator.redeliver_given_back(&connection).await {
                 warn!(error = %err, connection = %connection, "redelivery to a live session failed");
             }
+        }
+    }
+}
+
+/// Counts what all queues hold, for the queue depth gauges.
+async fn sample_queues(mediator: Mediator) {
+    let every =
+        std::time::Duration::from_millis(mediator.config().telemetry.queue_sample_interval_ms);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match mediator.stores().queue.totals().await {
+            Ok(totals) => mediator.queue_depth().set(totals),
+            Err(err) => warn!(error = %err, "counting queued messages failed"),
         }
     }
 }

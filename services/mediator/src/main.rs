@@ -4,8 +4,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use mediator::{Config, Mediator};
-use tracing_subscriber::EnvFilter;
+use mediator::{telemetry::Telemetry, Config, Mediator};
 
 #[derive(Parser)]
 #[command(version, about = "DIDComm v1 mediator (Pickup 2.0, live mode)")]
@@ -13,7 +12,7 @@ struct Cli {
     /// Configuration file (TOML), layered over the defaults and under MEDIATOR_* variables.
     #[arg(long, env = "MEDIATOR_CONFIG")]
     config: Option<PathBuf>,
-    /// Log as JSON lines.
+    /// Log as JSON lines (the same as `log.format = "json"`).
     #[arg(long)]
     json_logs: bool,
 }
@@ -21,21 +20,25 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("MEDIATOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    if cli.json_logs {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
-    let config = Arc::new(
-        Config::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?,
-    );
+    let mut config =
+        Config::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
+    config.cluster.ensure_instance_id();
+    let config = Arc::new(config);
+    let telemetry = Telemetry::install(&config, &config.cluster.instance_id, cli.json_logs)
+        .context("setting up logs and telemetry")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let metrics = match config.telemetry.prometheus.address() {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics listener {addr}"))?;
+            tracing::info!(%addr, "Prometheus metrics at /metrics");
+            telemetry.metrics_endpoint(listener).map(tokio::spawn)
+        }
+        None => None,
+    };
     let backend = mediator::storage::open(&config)
         .await
         .context("opening storage")?;
@@ -52,7 +55,13 @@ async fn main() -> anyhow::Result<()> {
         "For ACA-Py (--mediator-invitation; it accepts exactly one service):\n{}\n",
         mediator.single_service_invitation().url()
     );
-    mediator::serve(mediator, listener, shutdown_signal()).await?;
+    let served = mediator::serve(mediator, listener, shutdown_signal()).await;
+    if let Some(task) = metrics {
+        task.abort();
+    }
+    // What is still batched goes out before the process ends.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    served?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use crate::{
     keyring::KeyRing,
     protocols,
     sessions::{SessionHandle, Sessions},
-    stats::Stats,
+    stats::{QueueDepth, Stats},
 };
 
 /// The transport a message arrived on.
@@ -146,7 +146,19 @@ pub struct Inner {
     /// removed when that connection asks again (its next request says it got the batch).
     pub(crate) v1_unacknowledged: Mutex<HashMap<ConnectionId, Vec<MessageId>>>,
     stats: Stats,
+    queue_depth: QueueDepth,
     cluster: crate::cluster::Cluster,
+}
+
+/// A [`Mediator`] held weakly (the metric callbacks).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakMediator(std::sync::Weak<Inner>);
+
+impl WeakMediator {
+    /// The mediator, while it lives.
+    pub(crate) fn upgrade(&self) -> Option<Mediator> {
+        self.0.upgrade().map(Mediator)
+    }
 }
 
 impl Deref for Mediator {
@@ -204,6 +216,14 @@ impl Mediator {
         } else {
             config.cluster.instance_id.clone()
         };
+        // The process's meter provider (the binary installs the exporters before this; without
+        // them the instruments are no-ops).
+        let meter = opentelemetry::global::meter("mediator");
+        let backend = match config.storage.backend {
+            crate::config::StorageBackend::Memory => "memory",
+            crate::config::StorageBackend::Redis => "redis",
+        };
+        let stores = crate::observed::observe(stores, backend, &meter);
         let cluster = crate::cluster::Cluster::new(
             instance,
             stores.registry.clone(),
@@ -241,7 +261,7 @@ impl Mediator {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.delivery.http_timeout_ms))
             .build()?;
-        Ok(Self(Arc::new(Inner {
+        let mediator = Self(Arc::new(Inner {
             config,
             keys,
             invitation,
@@ -254,9 +274,22 @@ impl Mediator {
             accepting_websockets: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             v1_unacknowledged: Mutex::default(),
-            stats: Stats::default(),
+            stats: Stats::new(&meter),
+            queue_depth: QueueDepth::default(),
             cluster,
-        })))
+        }));
+        crate::stats::observe(&meter, &mediator);
+        Ok(mediator)
+    }
+
+    /// A handle that does not keep the mediator alive.
+    pub(crate) fn downgrade(&self) -> WeakMediator {
+        WeakMediator(Arc::downgrade(&self.0))
+    }
+
+    /// The queue depth of the last sample.
+    pub(crate) fn queue_depth(&self) -> &QueueDepth {
+        &self.queue_depth
     }
 
     /// The configuration.
@@ -370,6 +403,10 @@ impl Mediator {
     /// Handles one inbound envelope; returns the packed replies for the transport to carry.
     // Hot path: every inbound message (each Forward) goes through here.
     pub async fn receive(&self, body: &[u8], via: Via<'_>) -> Result<Vec<Bytes>, InboundError> {
+        self.stats.inbound(match via {
+            Via::Http => crate::stats::Transport::Http,
+            Via::WebSocket(_) => crate::stats::Transport::WebSocket,
+        });
         let envelope = Envelope::parse(body)?;
         let (key, target) = self.recipient_key(&envelope).await?;
         let unpacked = envelope.open(&key)?;
@@ -580,6 +617,7 @@ impl Mediator {
         queued: Option<(ConnectionId, mediator_store::MessageId)>,
     ) {
         let this = self.clone();
+        let queued_at_ms = mediator_store::unix_ms_now();
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(this.config.delivery.retry_initial_ms);
             let max = Duration::from_millis(this.config.delivery.retry_max_ms);
@@ -589,13 +627,18 @@ impl Mediator {
                     Ok(()) => {
                         debug!(%endpoint, attempt, "delivered");
                         if let Some((conn, id)) = &queued {
-                            if let Err(err) = this
+                            this.stats
+                                .delivered(crate::stats::DeliveryMode::Push, [queued_at_ms]);
+                            match this
                                 .stores
                                 .queue
                                 .remove(conn, std::slice::from_ref(id))
                                 .await
                             {
-                                warn!(error = %err, "delivered message could not be removed from the queue; it may be delivered again");
+                                Ok(n) => this.stats.acknowledged(n),
+                                Err(err) => {
+                                    warn!(error = %err, "delivered message could not be removed from the queue; it may be delivered again")
+                                }
                             }
                         }
                         return;

@@ -412,6 +412,11 @@ impl Sessions {
         ids.len()
     }
 
+    /// How many live sessions are held here.
+    pub fn live_count(&self) -> usize {
+        lock(&self.inner).live.len()
+    }
+
     /// How many sessions are registered (return-route or live).
     pub fn len(&self) -> usize {
         let map = lock(&self.inner);

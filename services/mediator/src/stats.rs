@@ -1,22 +1,86 @@
-//! Delivery counters of this instance: what was queued, delivered, delivered again and
-//! acknowledged. Redeliveries (a message handed out after an earlier delivery that was never
-//! acknowledged: at-least-once) are how duplicates are counted.
-//! The telemetry issue exports these as metrics.
+//! What this instance counts: messages received, Forwards queued, deliveries (by mode, with their
+//! queue-to-transport latency), redeliveries, acknowledgements. Redeliveries (a message handed out
+//! after an earlier delivery that was never acknowledged: at-least-once) are how duplicates are
+//! counted.
+//!
+//! Each count is kept twice: in a lock-free counter that [`Stats::snapshot`] reads (tests, the
+//! load driver), and as an OpenTelemetry instrument of the meter the instance was built with
+//! (exported over OTLP and on the Prometheus endpoint; see [`crate::telemetry`]). The gauges
+//! (live sessions, queue depth, pub/sub reconnects, expired messages) are observed from the
+//! mediator when the meter is read: see [`observe`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters, updated without locks.
-#[derive(Debug, Default)]
+use opentelemetry::{
+    metrics::{Counter, Histogram, Meter},
+    KeyValue,
+};
+
+use crate::Mediator;
+
+/// How a queued message reached its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// A Pickup 2.0 `delivery` pushed on a live session.
+    Live,
+    /// Asked for: Pickup 2.0 `delivery-request`, Pickup 1.0 `batch-pickup`.
+    Pickup,
+    /// The message itself on a return-route WebSocket (implicit pickup, `direct` forwarding).
+    Direct,
+    /// POSTed to the client's own endpoint.
+    Push,
+}
+
+impl DeliveryMode {
+    fn attribute(self) -> [KeyValue; 1] {
+        [KeyValue::new(
+            "mode",
+            match self {
+                Self::Live => "live",
+                Self::Pickup => "pickup",
+                Self::Direct => "direct",
+                Self::Push => "push",
+            },
+        )]
+    }
+}
+
+/// The transport a message came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP POST.
+    Http,
+    /// A WebSocket frame.
+    WebSocket,
+}
+
+/// The counters, updated without locks, and their OpenTelemetry instruments.
+#[derive(Debug)]
 pub struct Stats {
+    forwards_received: AtomicU64,
     forwards_queued: AtomicU64,
     delivered: AtomicU64,
     redelivered: AtomicU64,
     acknowledged: AtomicU64,
+    instruments: Instruments,
+}
+
+#[derive(Debug)]
+struct Instruments {
+    inbound: Counter<u64>,
+    forwards_received: Counter<u64>,
+    forwards_queued: Counter<u64>,
+    delivered: Counter<u64>,
+    redelivered: Counter<u64>,
+    acknowledged: Counter<u64>,
+    latency: Histogram<f64>,
 }
 
 /// A reading of [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatsSnapshot {
+    /// Forwards received (valid envelopes to the routing key), queued or not.
+    pub forwards_received: u64,
     /// Forwards persisted in a queue.
     pub forwards_queued: u64,
     /// Queued messages put on a transport (each delivery of the same message counts).
@@ -27,30 +91,231 @@ pub struct StatsSnapshot {
     pub acknowledged: u64,
 }
 
+/// Latency buckets, seconds: a live delivery takes about a millisecond, a message that waited
+/// for its recipient to come online can take days.
+const LATENCY_BUCKETS: [f64; 19] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+    600.0, 3600.0, 86_400.0, 604_800.0,
+];
+
 impl Stats {
-    pub(crate) fn forward_queued(&self) {
-        self.forwards_queued.fetch_add(1, Ordering::Relaxed);
+    /// Counters whose instruments are made by `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        let counter = |name: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_description(description)
+                .build()
+        };
+        let stats = Self {
+            forwards_received: AtomicU64::new(0),
+            forwards_queued: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            redelivered: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
+            instruments: Instruments {
+                inbound: counter(
+                    "mediator.inbound.messages",
+                    "Envelopes received, by transport",
+                ),
+                forwards_received: counter(
+                    "mediator.forwards.received",
+                    "Forwards received (valid envelopes to the routing key)",
+                ),
+                forwards_queued: counter(
+                    "mediator.forwards.queued",
+                    "Forwards durably queued (the sender was acknowledged after this)",
+                ),
+                delivered: counter(
+                    "mediator.messages.delivered",
+                    "Queued messages put on a transport, by mode (every delivery counts)",
+                ),
+                redelivered: counter(
+                    "mediator.messages.redelivered",
+                    "Deliveries of messages delivered before and not acknowledged (at-least-once duplicates)",
+                ),
+                acknowledged: counter(
+                    "mediator.messages.acknowledged",
+                    "Queued messages removed because their recipient acknowledged them",
+                ),
+                latency: meter
+                    .f64_histogram("mediator.delivery.latency")
+                    .with_unit("s")
+                    .with_description("Time from a message's queueing to its delivery, by mode")
+                    .with_boundaries(LATENCY_BUCKETS.to_vec())
+                    .build(),
+            },
+        };
+        // Every series exists from the start (0, not "no data", on a dashboard).
+        let i = &stats.instruments;
+        for transport in ["http", "ws"] {
+            i.inbound.add(0, &[KeyValue::new("transport", transport)]);
+        }
+        for mode in [
+            DeliveryMode::Live,
+            DeliveryMode::Pickup,
+            DeliveryMode::Direct,
+            DeliveryMode::Push,
+        ] {
+            i.delivered.add(0, &mode.attribute());
+        }
+        for counter in [
+            &i.forwards_received,
+            &i.forwards_queued,
+            &i.redelivered,
+            &i.acknowledged,
+        ] {
+            counter.add(0, &[]);
+        }
+        stats
     }
 
-    pub(crate) fn delivered(&self, n: usize) {
-        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
+    pub(crate) fn inbound(&self, transport: Transport) {
+        let name = match transport {
+            Transport::Http => "http",
+            Transport::WebSocket => "ws",
+        };
+        self.instruments
+            .inbound
+            .add(1, &[KeyValue::new("transport", name)]);
+    }
+
+    pub(crate) fn forward_received(&self) {
+        self.forwards_received.fetch_add(1, Ordering::Relaxed);
+        self.instruments.forwards_received.add(1, &[]);
+    }
+
+    pub(crate) fn forward_queued(&self) {
+        self.forwards_queued.fetch_add(1, Ordering::Relaxed);
+        self.instruments.forwards_queued.add(1, &[]);
+    }
+
+    /// Messages delivered by `mode`, each with the time it was queued (unix ms; the store's
+    /// clock, or this instance's for a Forward delivered as it arrives).
+    pub(crate) fn delivered(
+        &self,
+        mode: DeliveryMode,
+        queued_at_ms: impl IntoIterator<Item = u64>,
+    ) {
+        let attribute = mode.attribute();
+        let now = mediator_store::unix_ms_now();
+        let mut n = 0u64;
+        for at in queued_at_ms {
+            n += 1;
+            // A clock behind the store's reads as 0, not as a negative latency.
+            let seconds = now.saturating_sub(at) as f64 / 1000.0;
+            self.instruments.latency.record(seconds, &attribute);
+        }
+        if n > 0 {
+            self.delivered.fetch_add(n, Ordering::Relaxed);
+            self.instruments.delivered.add(n, &attribute);
+        }
     }
 
     pub(crate) fn redelivered(&self, n: usize) {
-        self.redelivered.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            self.redelivered.fetch_add(n as u64, Ordering::Relaxed);
+            self.instruments.redelivered.add(n as u64, &[]);
+        }
     }
 
     pub(crate) fn acknowledged(&self, n: usize) {
-        self.acknowledged.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            self.acknowledged.fetch_add(n as u64, Ordering::Relaxed);
+            self.instruments.acknowledged.add(n as u64, &[]);
+        }
     }
 
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
+            forwards_received: self.forwards_received.load(Ordering::Relaxed),
             forwards_queued: self.forwards_queued.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             redelivered: self.redelivered.load(Ordering::Relaxed),
             acknowledged: self.acknowledged.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The queue depth of the last sample (see [`crate::telemetry`]'s queue sampler).
+#[derive(Debug, Default)]
+pub struct QueueDepth {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl QueueDepth {
+    pub(crate) fn set(&self, totals: mediator_store::QueueTotals) {
+        self.messages.store(totals.messages, Ordering::Relaxed);
+        self.bytes.store(totals.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Registers the gauges read from the mediator itself on `meter`. They hold the mediator weakly:
+/// once it is gone they report nothing.
+pub(crate) fn observe(meter: &Meter, mediator: &Mediator) {
+    let weak = mediator.downgrade();
+    let live = weak.clone();
+    meter
+        .u64_observable_gauge("mediator.live_sessions")
+        .with_description("Live-mode sessions (Pickup 2.0) held by this instance")
+        .with_callback(move |gauge| {
+            if let Some(m) = live.upgrade() {
+                gauge.observe(m.sessions().live_count() as u64, &[]);
+            }
+        })
+        .build();
+    let sockets = weak.clone();
+    meter
+        .u64_observable_gauge("mediator.websocket.sessions")
+        .with_description("WebSocket sessions with a return route held by this instance")
+        .with_callback(move |gauge| {
+            if let Some(m) = sockets.upgrade() {
+                gauge.observe(m.sessions().len() as u64, &[]);
+            }
+        })
+        .build();
+    let reconnects = weak.clone();
+    meter
+        .u64_observable_counter("mediator.pubsub.reconnects")
+        .with_description("Times the cluster pub/sub subscription was re-established")
+        .with_callback(move |counter| {
+            if let Some(m) = reconnects.upgrade() {
+                counter.observe(m.cluster().resubscribes(), &[]);
+            }
+        })
+        .build();
+    let expired = weak.clone();
+    meter
+        .u64_observable_counter("mediator.messages.expired")
+        .with_description("Queued messages this instance removed because they outlived the TTL")
+        .with_callback(move |counter| {
+            if let Some(m) = expired.upgrade() {
+                counter.observe(m.stores().queue.expired_count(), &[]);
+            }
+        })
+        .build();
+    let messages = weak.clone();
+    meter
+        .u64_observable_gauge("mediator.queue.messages")
+        .with_description("Messages held in all queues of the cluster (last sample)")
+        .with_callback(move |gauge| {
+            if let Some(m) = messages.upgrade() {
+                let depth = m.queue_depth();
+                gauge.observe(depth.messages.load(Ordering::Relaxed), &[]);
+            }
+        })
+        .build();
+    let bytes = weak;
+    meter
+        .u64_observable_gauge("mediator.queue.bytes")
+        .with_description("Payload bytes held in all queues of the cluster (last sample)")
+        .with_callback(move |gauge| {
+            if let Some(m) = bytes.upgrade() {
+                let depth = m.queue_depth();
+                gauge.observe(depth.bytes.load(Ordering::Relaxed), &[]);
+            }
+        })
+        .build();
 }

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use deadpool_redis::redis::{self, Script, Value};
 use didcomm_envelope::VerKey;
 use mediator_store::{
-    ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus, QueuedMessage,
-    Result, StoreError,
+    ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus, QueueTotals,
+    QueuedMessage, Result, StoreError,
 };
 
 use crate::{
@@ -50,6 +50,7 @@ static STATUS: LazyLock<Script> = queue_script!("queue_status.lua");
 static RELEASE: LazyLock<Script> = queue_script!("queue_release.lua");
 static REMOVE: LazyLock<Script> = queue_script!("queue_remove.lua");
 static EXPIRE: LazyLock<Script> = queue_script!("queue_expire.lua");
+static TOTALS: LazyLock<Script> = queue_script!("queue_totals.lua");
 
 /// Message queues in Redis. Clones share the pool and the counters (cheap to clone).
 #[derive(Clone)]
@@ -419,5 +420,41 @@ impl MessageQueue for RedisMessageQueue {
 
     fn expired_count(&self) -> u64 {
         self.expired.load(Ordering::Relaxed)
+    }
+
+    async fn totals(&self) -> Result<QueueTotals> {
+        // One pass over the queue index (its own SSCAN cursor, not the sweep's), one script per
+        // listed queue: O(queues) round trips, for the background sampler only.
+        let mut conn = self.connection().await?;
+        let mut totals = QueueTotals::default();
+        let mut cursor = 0u64;
+        loop {
+            let (next, connections): (u64, Vec<String>) = redis::cmd("SSCAN")
+                .arg(&*self.index)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(error::redis)?;
+            for connection in connections {
+                let id = ConnectionId::from(connection);
+                let (expired, messages, bytes): (i64, i64, i64) = self
+                    .invoke(&TOTALS, &id)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(error::redis)?;
+                self.count_expired(expired);
+                if messages > 0 {
+                    totals.queues += 1;
+                    totals.messages += messages.unsigned_abs();
+                    totals.bytes += bytes.unsigned_abs();
+                }
+            }
+            if next == 0 {
+                return Ok(totals);
+            }
+            cursor = next;
+        }
     }
 }

@@ -41,7 +41,7 @@ pub use mediation::{
     KeylistAction, KeylistPage, KeylistResult, KeylistUpdate, KeylistUpdateOutcome,
     MediationRecord, MediationState, MediationStore,
 };
-pub use queue::{MessageQueue, QueueLimits, QueueStatus, QueuedMessage};
+pub use queue::{MessageQueue, QueueLimits, QueueStatus, QueueTotals, QueuedMessage};
 pub use registry::{LiveHolder, LiveSessionRegistry};
 
 /// The mediator's stores, as the handlers hold them.

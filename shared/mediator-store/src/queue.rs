@@ -70,6 +70,17 @@ pub struct QueueStatus {
     pub newest_received_ms: Option<u64>,
 }
 
+/// What every queue of a backend holds together (the queue depth an operator watches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueTotals {
+    /// Queues that hold at least one message.
+    pub queues: u64,
+    /// Messages held, waiting and in flight.
+    pub messages: u64,
+    /// Sum of their payload lengths.
+    pub bytes: u64,
+}
+
 /// Per-connection limits of a queue backend. `None` is no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueLimits {
@@ -177,4 +188,9 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
 
     /// How many expired messages this handle (and its clones) removed since it was made.
     fn expired_count(&self) -> u64;
+
+    /// The messages and bytes all queues hold together. Reads every non-empty queue: for a
+    /// background sampler (the queue depth metrics), never a request path. Not a snapshot of one
+    /// instant on a shared backend: queues change while they are counted.
+    async fn totals(&self) -> Result<QueueTotals>;
 }

@@ -154,7 +154,10 @@ pub async fn delivery_request(
             .map_err(|e| InboundError::Internal(format!("queued message is not JSON: {e}")))?;
         attachments.push(Attachment::json(queued.id.as_str(), json));
     }
-    m.stats().delivered(messages.len());
+    m.stats().delivered(
+        crate::stats::DeliveryMode::Pickup,
+        messages.iter().map(|q| q.received_at_ms),
+    );
     let mut body = Map::new();
     if let Some(k) = &req.recipient_key {
         body.insert("recipient_key".into(), Value::from(k.as_str()));
@@ -294,7 +297,10 @@ pub async fn batch_pickup(
             Ok(json!({"@id": q.id.as_str(), "id": q.id.as_str(), "message": json}))
         })
         .collect::<Result<_, InboundError>>()?;
-    m.stats().delivered(messages.len());
+    m.stats().delivered(
+        crate::stats::DeliveryMode::Pickup,
+        messages.iter().map(|q| q.received_at_ms),
+    );
     m.v1_unacknowledged
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -30,6 +30,9 @@ enum OnSession {
 // Hot path: one call per Forward: key lookup, one enqueue, then (live client) one pack and a
 // channel send, or (client with an endpoint) a record lookup and a delivery spawn.
 pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), InboundError> {
+    m.stats().forward_received();
+    // This instance's clock at arrival: the delivery latency of a Forward delivered as it comes.
+    let received_ms = mediator_store::unix_ms_now();
     let key = VerKey::parse(to).map_err(|e| InboundError::BadForward(format!("`to`: {e}")))?;
     let stores = m.stores();
     let connection = stores
@@ -81,10 +84,10 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     if let Some(session) = session {
         let sent = match session {
             OnSession::Live(live) => {
-                m.deliver_live(&connection, &live, &[(&id, &payload[..])])? > 0
+                m.deliver_live(&connection, &live, &[(&id, &payload[..], received_ms)])? > 0
             }
             OnSession::Direct(s) => m
-                .deliver_direct(&connection, &s, &id, payload.clone(), false)
+                .deliver_direct(&connection, &s, &id, payload.clone(), received_ms, false)
                 .await
                 .is_some(),
             OnSession::Remote(holder) => {

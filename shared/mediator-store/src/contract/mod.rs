@@ -180,6 +180,7 @@ macro_rules! __message_queue_checks {
                                 lease_filters_and_stays_in_its_connection,
                 lease_ids_hands_out_only_waiting_messages,
                 concurrent_leases_never_share_a_message,
+                totals_count_every_queue,
             ],
             $($args)*
         }

@@ -8,7 +8,7 @@ use didcomm_envelope::VerKey;
 use super::random_key;
 use crate::{
     unix_ms_now, ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus,
-    QueuedMessage, StoreError,
+    QueueTotals, QueuedMessage, StoreError,
 };
 
 async fn add(
@@ -1042,5 +1042,51 @@ pub async fn expired_messages_are_removed_and_counted(make: MakeQueue<'_>) {
         store.sweep_expired(1000).await.expect("sweep failed"),
         0,
         "a second sweep found more"
+    );
+}
+
+/// `totals` adds up every queue, in flight included, and follows adds and removes; an emptied
+/// queue counts no more.
+pub async fn totals_count_every_queue(store: Arc<dyn MessageQueue>) {
+    let totals =
+        |store: Arc<dyn MessageQueue>| async move { store.totals().await.expect("totals failed") };
+    assert_eq!(
+        totals(store.clone()).await,
+        QueueTotals::default(),
+        "totals: a fresh store holds something"
+    );
+    let (a, b) = (ConnectionId::generate(), ConnectionId::generate());
+    let key = [random_key()];
+    let first = add(&*store, &a, &key, b"12345").await;
+    add(&*store, &a, &key, b"123").await;
+    let leased = store
+        .add_leased(&b, &key, Bytes::from_static(b"1234567"), 60_000)
+        .await
+        .expect("add_leased failed");
+    assert_eq!(
+        totals(store.clone()).await,
+        QueueTotals {
+            queues: 2,
+            messages: 3,
+            bytes: 15
+        },
+        "totals: two queues of 2 (8 bytes) and 1 in flight (7 bytes)"
+    );
+    store
+        .remove(&b, std::slice::from_ref(&leased))
+        .await
+        .expect("remove failed");
+    store
+        .remove(&a, std::slice::from_ref(&first))
+        .await
+        .expect("remove failed");
+    assert_eq!(
+        totals(store.clone()).await,
+        QueueTotals {
+            queues: 1,
+            messages: 1,
+            bytes: 3
+        },
+        "totals: after removing 2 messages, one queue of 1 (3 bytes) is left"
     );
 }

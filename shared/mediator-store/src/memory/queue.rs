@@ -16,7 +16,7 @@ use super::lock;
 use crate::{
     error::{QueueCap, Result, StoreError},
     ids::{ConnectionId, MessageId},
-    queue::{MessageQueue, QueueLimits, QueueStatus, QueuedMessage},
+    queue::{MessageQueue, QueueLimits, QueueStatus, QueueTotals, QueuedMessage},
     unix_ms_now,
 };
 
@@ -391,5 +391,23 @@ impl MessageQueue for MemoryMessageQueue {
 
     fn expired_count(&self) -> u64 {
         self.expired.load(Ordering::Relaxed)
+    }
+
+    async fn totals(&self) -> Result<QueueTotals> {
+        let mut state = lock(&self.state, "message queue")?;
+        if let Some(ttl) = self.limits.message_ttl_ms {
+            // What expired is not held any more, swept or not.
+            let cutoff = unix_ms_now().saturating_sub(ttl);
+            let expired: u64 = state.queues.values_mut().map(|q| q.expire(cutoff)).sum();
+            self.expired.fetch_add(expired, Ordering::Relaxed);
+            state.queues.retain(|_, q| !q.by_seq.is_empty());
+        }
+        let mut totals = QueueTotals::default();
+        for queue in state.queues.values().filter(|q| !q.by_seq.is_empty()) {
+            totals.queues += 1;
+            totals.messages += queue.by_seq.len() as u64;
+            totals.bytes += queue.total_bytes;
+        }
+        Ok(totals)
     }
 }
