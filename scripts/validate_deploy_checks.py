@@ -211,8 +211,8 @@ def check_k8s(built, name):
         key = (r["kind"], r["metadata"]["name"])
         p.check(key not in by_kind, f"{key[0]}/{key[1]} appears once")
         by_kind[key] = r
-    names = lambda kind: {n for (k, n) in by_kind if k == kind}  # noqa: E731
-    configmaps, secrets = names("ConfigMap"), names("Secret")
+    configmaps = {n for (k, n) in by_kind if k == "ConfigMap"}
+    secrets = {n for (k, n) in by_kind if k == "Secret"}
     # Secrets that operators provide themselves (cert-manager and the like).
     external_secrets = {"mediator-tls"}
 
