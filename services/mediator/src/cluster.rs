@@ -267,6 +267,11 @@ impl Cluster {
         lock(&self.routes).clone()
     }
 
+    /// How many live sessions of other instances this instance knows of.
+    pub fn route_count(&self) -> usize {
+        lock(&self.routes).len()
+    }
+
     /// Sends `holder` the notice to deliver `ids` of `connection`; returns how many instances
     /// heard it (0: nobody listens on that instance's channel any more).
     // Hot path: one PUBLISH per Forward to a live client held elsewhere.

@@ -396,7 +396,11 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let env: HashMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "MEDIATOR_CONFIG")
+            // MEDIATOR_CONFIG names the file, MEDIATOR_LOG is the log filter (read by the
+            // binary): neither is a setting (MEDIATOR_LOG would shadow the `log` table).
+            .filter(|(k, _)| {
+                k.starts_with(ENV_PREFIX) && k != "MEDIATOR_CONFIG" && k != "MEDIATOR_LOG"
+            })
             .collect();
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
@@ -572,6 +576,47 @@ mod tests {
             unlimited.queue.limits(),
             mediator_store::QueueLimits::UNLIMITED
         );
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_set_by_variables() {
+        let c = Config::defaults().unwrap();
+        assert!(!c.telemetry.otlp_enabled());
+        assert_eq!(c.telemetry.prometheus.address(), None);
+        assert_eq!(c.log.format, LogFormat::Text);
+        let c = Config::load(
+            None,
+            env(&[
+                // The log filter variable of the binary is not a setting.
+                ("MEDIATOR_LOG", "debug"),
+                ("MEDIATOR_LOG__FORMAT", "json"),
+                (
+                    "MEDIATOR_TELEMETRY__OTLP__ENDPOINT",
+                    "http://collector:4318",
+                ),
+                ("MEDIATOR_TELEMETRY__OTLP__PROTOCOL", "http/json"),
+                ("MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN", "0.0.0.0:9464"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.filter, "info");
+        assert!(c.telemetry.otlp_enabled());
+        assert_eq!(c.telemetry.otlp.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(
+            c.telemetry.prometheus.address(),
+            Some("0.0.0.0:9464".parse().unwrap())
+        );
+        for (key, bad) in [
+            ("MEDIATOR_TELEMETRY__OTLP__ENDPOINT", "collector:4318"),
+            ("MEDIATOR_TELEMETRY__OTLP__PROTOCOL", "grpc"),
+            ("MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN", "everywhere"),
+        ] {
+            assert!(
+                Config::load(None, env(&[(key, bad)])).is_err(),
+                "{key}={bad} accepted"
+            );
+        }
     }
 
     #[test]

@@ -276,6 +276,16 @@ pub(crate) fn observe(meter: &Meter, mediator: &Mediator) {
             }
         })
         .build();
+    let routes = weak.clone();
+    meter
+        .u64_observable_gauge("mediator.cluster.routes")
+        .with_description("Live sessions held by other instances that this instance knows of")
+        .with_callback(move |gauge| {
+            if let Some(m) = routes.upgrade() {
+                gauge.observe(m.cluster().route_count() as u64, &[]);
+            }
+        })
+        .build();
     let reconnects = weak.clone();
     meter
         .u64_observable_counter("mediator.pubsub.reconnects")

@@ -2,6 +2,8 @@
 //! agents do (DID exchange, mediation, forward, pickup), for the protocol tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
+
 use std::sync::Arc;
 
 use didcomm_did::{resolve, verify_attachment, OwnDid};

@@ -1,0 +1,191 @@
+//! Real mediator processes (the binary) on loopback sharing a Redis, and the Forwards and
+//! deliveries the process tests exchange with them.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use didcomm_envelope::{pack, unpack, ContentEnc, KeyPair, VerKey};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{Client, Ws};
+
+pub const SECRET: &str = "fault-test-master-secret-0123456789abcdef";
+
+/// A mediator process (the real binary), killed and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    pub base: String,
+    child: Option<Child>,
+    pub log: std::path::PathBuf,
+}
+
+impl Proc {
+    pub fn start(name: &str, redis: &str, prefix: &str) -> Self {
+        Self::start_with(name, redis, prefix, &[])
+    }
+
+    /// Like [`Proc::start`], with more `MEDIATOR_*` variables (they win over the defaults here).
+    pub fn start_with(name: &str, redis: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("mediator-{name}-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_mediator"))
+            .env("MEDIATOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("MEDIATOR_PUBLIC_HTTP_ENDPOINT", &base)
+            .env(
+                "MEDIATOR_PUBLIC_WS_ENDPOINT",
+                format!("ws://127.0.0.1:{port}"),
+            )
+            .env("MEDIATOR_MASTER_SECRET", SECRET)
+            .env("MEDIATOR_STORAGE__BACKEND", "redis")
+            .env("MEDIATOR_STORAGE__REDIS__URL", redis)
+            .env("MEDIATOR_STORAGE__REDIS__KEY_PREFIX", prefix)
+            .env("MEDIATOR_CLUSTER__INSTANCE_ID", name)
+            .env("MEDIATOR_CLUSTER__LIVE_LEASE_MS", "3000")
+            .env("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "2000")
+            .env("MEDIATOR_LOG", "info")
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the mediator binary");
+        Self {
+            name: name.to_owned(),
+            base,
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Waits until `/readyz` says ready (storage answers, subscribed).
+    pub async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", self.base)).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mediator {} not ready; its log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM (graceful shutdown); waits for the exit and returns whether it was clean.
+    pub fn sigterm_and_wait(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// SIGKILL: no close frames, no deregistration, nothing.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        self.base.replacen("http://", "ws://", 1)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("mediator {} log kept: {}", self.name, self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// Opens a delivery envelope's attachments: (queued id, sequence number) each.
+pub fn open_delivery(
+    client: &Client,
+    recipient: &KeyPair,
+    frame: &[u8],
+) -> Option<Vec<(Value, u64)>> {
+    // Not every frame is an envelope: a refused acknowledgement (storage down) is a JSON error.
+    let plain = unpack(frame, |kid| {
+        (kid == client.key.verkey_base58()).then_some(&client.key)
+    })
+    .ok()?;
+    let msg: Value = serde_json::from_slice(&plain.message).ok()?;
+    if msg["@type"] != "https://didcomm.org/messagepickup/2.0/delivery" {
+        return None;
+    }
+    let mut out = Vec::new();
+    for a in msg["~attach"].as_array()? {
+        let inner = serde_json::to_vec(&a["data"]["json"]).ok()?;
+        let plain = unpack(&inner, |kid| {
+            (kid == recipient.verkey_base58()).then_some(recipient)
+        })
+        .ok()?;
+        let v: Value = serde_json::from_slice(&plain.message).ok()?;
+        out.push((a["@id"].clone(), v["seq"].as_u64()?));
+    }
+    Some(out)
+}
+
+/// A Forward of sequence number `seq` for `recipient`.
+pub fn forward(routing: &VerKey, recipient: &VerKey, seq: u64) -> Vec<u8> {
+    let inner = pack(
+        json!({ "seq": seq }).to_string().as_bytes(),
+        &[*recipient],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap();
+    let inner: Value = serde_json::from_slice(&inner).unwrap();
+    let fwd = json!({
+        "@type": "https://didcomm.org/routing/1.0/forward",
+        "@id": super::new_id(),
+        "to": recipient.to_base58(),
+        "msg": inner,
+    });
+    pack(
+        &serde_json::to_vec(&fwd).unwrap(),
+        &[*routing],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap()
+}
+
+pub async fn ws_connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
