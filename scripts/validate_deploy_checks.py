@@ -30,27 +30,9 @@ MEDIATOR_DEFAULTS = ROOT / "services/mediator/config.default.toml"
 # MEDIATOR_ variables the mediator reads that are not configuration keys.
 MEDIATOR_SPECIAL_ENV = {"MEDIATOR_CONFIG", "MEDIATOR_LOG"}
 
-# What the mediator exports at /metrics (Prometheus names; histograms as their three series).
-METRICS = {
-    "mediator_inbound_messages_total",
-    "mediator_forwards_received_total",
-    "mediator_forwards_queued_total",
-    "mediator_messages_delivered_total",
-    "mediator_messages_redelivered_total",
-    "mediator_messages_acknowledged_total",
-    "mediator_messages_expired_total",
-    "mediator_delivery_latency_seconds_bucket",
-    "mediator_delivery_latency_seconds_sum",
-    "mediator_delivery_latency_seconds_count",
-    "mediator_queue_messages",
-    "mediator_queue_bytes",
-    "mediator_live_sessions",
-    "mediator_store_operation_duration_seconds_bucket",
-    "mediator_store_operation_duration_seconds_sum",
-    "mediator_store_operation_duration_seconds_count",
-    "mediator_store_errors_total",
-    "mediator_pubsub_reconnects_total",
-}
+# Which metric names exist is checked against a running mediator's /metrics by the Rust test
+# services/mediator/tests/operations.rs (every_metric_the_dashboard_queries_is_exported), in both
+# directions; here only the dashboard's shape is checked.
 METRIC_NAME = re.compile(r"\bmediator_[a-z0-9_]+")
 
 # The mediator's environment in Compose, as operators are told it is.
@@ -362,22 +344,15 @@ def check_grafana():
                     f"panel {title!r}: balanced brackets in {expr}")
             names = set(METRIC_NAME.findall(expr))
             p.check(len(names) > 0, f"panel {title!r}: queries a mediator metric: {expr}")
-            for metric in names - METRICS:
-                p.check(False, f"panel {title!r}: {metric} is not a metric the mediator exports")
             used |= names
             if "histogram_quantile" in expr:
                 p.check("_bucket" in expr and "le" in expr, f"panel {title!r}: quantile over buckets by le")
     for var in dashboard.get("templating", {}).get("list", []):
         query = var.get("query")
         query = query.get("query", "") if isinstance(query, dict) else (query or "")
-        for metric in set(METRIC_NAME.findall(query)) - METRICS:
-            p.check(False, f"variable {var.get('name')}: {metric} is not a metric the mediator exports")
+        p.check(not query or METRIC_NAME.search(query), f"variable {var.get('name')}: queries a mediator metric")
         if var.get("datasource"):
             p.check(var["datasource"].get("uid") == "prometheus", f"variable {var.get('name')}: datasource uid prometheus")
-    base_names = {re.sub(r"_(bucket|sum|count)$", "", m) if "seconds" in m else m for m in METRICS}
-    used_base = {re.sub(r"_(bucket|sum|count)$", "", m) if "seconds" in m else m for m in used}
-    for metric in sorted(base_names - used_base):
-        p.check(False, f"the dashboard shows {metric}")
     shown = [panel for panel in panels if panel.get("type") != "row"]
     print(f"grafana: {len(shown)} panels, {exprs} queries over {len(used)} series names")
 

@@ -5,7 +5,8 @@
 //!   by instance A and delivered live by instance B (A exports protobuf, B JSON), and the
 //!   metrics of both;
 //! - `/readyz` goes not-ready while Redis is stopped and ready again once it is back;
-//! - every metric name the Grafana dashboard queries is one the mediator exports on `/metrics`.
+//! - every metric name the Grafana dashboard queries is one the mediator exports on `/metrics`,
+//!   and every metric it exports is on the dashboard.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -647,5 +648,29 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         missing.is_empty(),
         "the dashboard queries metrics the mediator does not export: {missing:?}\nexported: {:?}",
         exported.keys().collect::<BTreeSet<_>>()
+    );
+    // And the other way: every metric of the mediator is on the dashboard (a histogram counts
+    // as shown when one of its series is).
+    let names: BTreeSet<&str> = exported.keys().map(String::as_str).collect();
+    let family = |name: &str| -> String {
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = name.strip_suffix(suffix) {
+                if names.contains(format!("{base}_bucket").as_str()) {
+                    return base.to_owned();
+                }
+            }
+        }
+        name.to_owned()
+    };
+    let shown: BTreeSet<String> = wanted.iter().map(|n| family(n)).collect();
+    let unshown: BTreeSet<String> = names
+        .iter()
+        .filter(|n| n.starts_with("mediator_"))
+        .map(|n| family(n))
+        .filter(|f| !shown.contains(f))
+        .collect();
+    assert!(
+        unshown.is_empty(),
+        "metrics the dashboard does not show: {unshown:?}"
     );
 }
