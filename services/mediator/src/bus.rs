@@ -54,7 +54,7 @@ pub struct RedisBus {
 #[derive(Clone)]
 enum Subscriber {
     /// Classic `SUBSCRIBE` on this node.
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     /// `SSUBSCRIBE` through a new cluster client per subscription, from these seeds: its pushes
     /// go to a channel given when the client is built, so each subscription builds its own.
     Cluster(Vec<String>),
@@ -78,7 +78,7 @@ impl RedisBus {
     pub fn new(pool: Pool, url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         Ok(Self {
             pool: pool.into(),
-            subscriber: Subscriber::Single(redis::Client::open(url)?),
+            subscriber: Subscriber::Single(Box::new(redis::Client::open(url)?)),
             prefix: prefix.to_owned(),
         })
     }

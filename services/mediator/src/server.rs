@@ -163,7 +163,21 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
                     break;
                 }
             };
-            match mediator.receive(&bytes, Via::WebSocket(&handle)).await {
+            // Each frame is its own trace (a root span): the session's span lasts as long as the
+            // socket, and a trace under it would never end.
+            let frame_span = tracing::info_span!(
+                parent: None,
+                "inbound",
+                transport = "ws",
+                bytes = bytes.len(),
+                session = id,
+                mediator.instance = %mediator.cluster().instance_id()
+            );
+            match mediator
+                .receive(&bytes, Via::WebSocket(&handle))
+                .instrument(frame_span)
+                .await
+            {
                 Ok(replies) => {
                     for reply in replies {
                         if !handle.send(reply).await {

@@ -674,3 +674,139 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         "metrics the dashboard does not show: {unshown:?}"
     );
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian's openssl package) runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1, in `dir`: `ca.crt`, `server.crt`,
+/// `server.key`.
+fn test_certificates(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mediator test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// Managed Redis services speak TLS: with a `rediss://` URL the mediator queues, answers
+/// `/readyz` (stores and pub/sub) and delivers through a TLS-only port, trusting the CA named by
+/// `SSL_CERT_FILE` (the system's roots otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_behind_tls_is_used_through_a_rediss_url() {
+    let certs = tempfile::tempdir().unwrap();
+    test_certificates(certs.path());
+    let path = |f: &str| certs.path().join(f).to_string_lossy().into_owned();
+    let tls_port = free_port().to_string();
+    // The plain port is the test harness's (it waits for PING there); the mediator gets only
+    // the TLS one.
+    let redis = RedisServer::start_with_args([
+        "--tls-port".to_owned(),
+        tls_port.clone(),
+        "--tls-cert-file".to_owned(),
+        path("server.crt"),
+        "--tls-key-file".to_owned(),
+        path("server.key"),
+        "--tls-ca-cert-file".to_owned(),
+        path("ca.crt"),
+        "--tls-auth-clients".to_owned(),
+        "no".to_owned(),
+    ])
+    .unwrap();
+    let url = format!("rediss://127.0.0.1:{tls_port}/");
+    let prefix = format!("tls-{}:", uuid::Uuid::new_v4());
+    let ca = path("ca.crt");
+    let a = Proc::start_with("a", &url, &prefix, &[("SSL_CERT_FILE", ca.as_str())]);
+    a.ready().await;
+
+    let client = Client::connect_base(&a.base, "didcomm:transport/queue").await;
+    let (routing, recipient) = client.mediation_with_key().await;
+    let status = reqwest::Client::new()
+        .post(&a.base)
+        .header("content-type", "application/didcomm-envelope-enc")
+        .body(forward(&routing, recipient.verkey(), 3))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 202);
+    let status = client
+        .call(&Client::msg("messagepickup/2.0/status-request", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(status["message_count"], 1, "{status}");
+    // The server's plain port (the harness's) shows that it was this server that stored it.
+    let stored = mediator_store::MediationStore::connection_for_key(
+        &mediator_store_redis::RedisMediationStore::new(redis.pool().unwrap(), &prefix),
+        recipient.verkey(),
+    )
+    .await
+    .unwrap();
+    assert!(stored.is_some(), "the key's route is not in this Redis");
+    drop(redis);
+}

@@ -36,6 +36,8 @@ impl Proc {
             .port();
         let base = format!("http://127.0.0.1:{port}");
         let log = std::env::temp_dir().join(format!("mediator-{name}-{port}.log"));
+        let stdout = std::fs::File::create(&log).unwrap();
+        let stderr = stdout.try_clone().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mediator"))
             .env("MEDIATOR_LISTEN", format!("127.0.0.1:{port}"))
             .env("MEDIATOR_PUBLIC_HTTP_ENDPOINT", &base)
@@ -53,8 +55,9 @@ impl Proc {
             .env("MEDIATOR_LOG", "info")
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            // Start-up errors go to stderr: into the same log, so a failed start explains itself.
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("start the mediator binary");
         Self {
