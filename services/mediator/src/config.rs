@@ -165,8 +165,15 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// Gives the instance a random id if none is configured (once, before anything uses it).
     pub fn ensure_instance_id(&mut self) {
+        self.instance_id = self.instance_id_or_random();
+    }
+
+    /// The configured instance id, or a random one if none is.
+    pub fn instance_id_or_random(&self) -> String {
         if self.instance_id.is_empty() {
-            self.instance_id = uuid::Uuid::new_v4().simple().to_string();
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            self.instance_id.clone()
         }
     }
 }

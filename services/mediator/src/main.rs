@@ -24,8 +24,8 @@ async fn main() -> anyhow::Result<()> {
         Config::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
     config.cluster.ensure_instance_id();
     let config = Arc::new(config);
-    let telemetry = Telemetry::install(&config, &config.cluster.instance_id, cli.json_logs)
-        .context("setting up logs and telemetry")?;
+    let telemetry =
+        Telemetry::install(&config, cli.json_logs).context("setting up logs and telemetry")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

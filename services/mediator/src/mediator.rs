@@ -211,11 +211,7 @@ impl Mediator {
         stores: Stores,
         bus: Option<crate::cluster::RedisBus>,
     ) -> Result<Self, SetupError> {
-        let instance = if config.cluster.instance_id.is_empty() {
-            uuid::Uuid::new_v4().simple().to_string()
-        } else {
-            config.cluster.instance_id.clone()
-        };
+        let instance = config.cluster.instance_id_or_random();
         // The process's meter provider (the binary installs the exporters before this; without
         // them the instruments are no-ops).
         let meter = opentelemetry::global::meter("mediator");

@@ -76,13 +76,10 @@ pub struct Telemetry {
 impl Telemetry {
     /// Installs logging (text or JSON, `log.filter` unless `MEDIATOR_LOG` is set), the OTLP span
     /// and metric exporters (when `telemetry.otlp.endpoint` is set) and the Prometheus registry
-    /// (when `telemetry.prometheus.listen` is set). `instance` is the instance id
-    /// (`service.instance.id` of everything exported).
-    pub fn install(
-        config: &crate::Config,
-        instance: &str,
-        json_logs: bool,
-    ) -> Result<Self, TelemetryError> {
+    /// (when `telemetry.prometheus.listen` is set). `cluster.instance_id` (set: see
+    /// [`crate::config::ClusterConfig::ensure_instance_id`]) is the `service.instance.id` of
+    /// everything exported.
+    pub fn install(config: &crate::Config, json_logs: bool) -> Result<Self, TelemetryError> {
         use opentelemetry_otlp::WithExportConfig;
         use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
@@ -91,7 +88,7 @@ impl Telemetry {
             .with_service_name(settings.service_name.clone())
             .with_attribute(opentelemetry::KeyValue::new(
                 "service.instance.id",
-                instance.to_owned(),
+                config.cluster.instance_id.clone(),
             ))
             .with_attribute(opentelemetry::KeyValue::new(
                 "service.version",

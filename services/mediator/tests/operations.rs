@@ -23,6 +23,7 @@ use common::{
     process::{forward, open_delivery, ws_connect, Proc},
     Client, Ws,
 };
+use didcomm_envelope::{KeyPair, VerKey};
 use mediator_store_redis::testing::RedisServer;
 use opentelemetry_proto::tonic::{
     collector::{
@@ -294,6 +295,43 @@ async fn go_live(client: &Client, ws: &mut Ws) {
     assert_eq!(status["live_delivery"], true, "{status}");
 }
 
+/// Posts a Forward of sequence number `seq` for `recipient` to `base`; it must be accepted (202).
+async fn post_forward(base: &str, routing: &VerKey, recipient: &KeyPair, seq: u64) {
+    let status = reqwest::Client::new()
+        .post(base)
+        .header("content-type", "application/didcomm-envelope-enc")
+        .body(forward(routing, recipient.verkey(), seq))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 202);
+}
+
+/// The next Pickup 2.0 `delivery` on `ws`: (queued id, sequence number) per message.
+async fn next_delivery(client: &Client, recipient: &KeyPair, ws: &mut Ws) -> Vec<(Value, u64)> {
+    loop {
+        let frame = common::next_frame(ws).await;
+        if let Some(items) = open_delivery(client, recipient, &frame) {
+            return items;
+        }
+    }
+}
+
+/// Acknowledges `delivered` on `ws` (`messages-received`).
+async fn acknowledge(client: &Client, ws: &mut Ws, delivered: &[(Value, u64)]) {
+    let ids: Vec<Value> = delivered.iter().map(|(id, _)| id.clone()).collect();
+    client
+        .ws_send(
+            ws,
+            &Client::msg(
+                "messagepickup/2.0/messages-received",
+                json!({"message_id_list": ids}),
+            ),
+        )
+        .await;
+}
+
 fn otlp_env<'a>(endpoint: &'a str, protocol: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("MEDIATOR_TELEMETRY__OTLP__ENDPOINT", endpoint),
@@ -342,36 +380,14 @@ async fn an_otlp_receiver_gets_one_trace_across_instances_and_the_metrics() {
     )
     .await;
 
-    let status = reqwest::Client::new()
-        .post(&a.base)
-        .header("content-type", "application/didcomm-envelope-enc")
-        .body(forward(&routing, recipient.verkey(), 7))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 202);
-    let delivered = loop {
-        let frame = common::next_frame(&mut ws).await;
-        if let Some(items) = open_delivery(&client, &recipient, &frame) {
-            break items;
-        }
-    };
+    post_forward(&a.base, &routing, &recipient, 7).await;
+    let delivered = next_delivery(&client, &recipient, &mut ws).await;
     assert_eq!(delivered.len(), 1);
     assert_eq!(
         delivered[0].1, 7,
         "the Forward's message was delivered live"
     );
-    let ids: Vec<Value> = delivered.iter().map(|(id, _)| id.clone()).collect();
-    client
-        .ws_send(
-            &mut ws,
-            &Client::msg(
-                "messagepickup/2.0/messages-received",
-                json!({"message_id_list": ids}),
-            ),
-        )
-        .await;
+    acknowledge(&client, &mut ws, &delivered).await;
 
     // The spans: B's delivery, a child (through the notice) of A's request span, and A's store
     // operation for the enqueue, all in one trace.
@@ -594,31 +610,9 @@ async fn every_metric_the_dashboard_queries_is_exported() {
     let (routing, recipient) = client.mediation_with_key().await;
     let mut ws = ws_connect(&a.ws_url()).await;
     go_live(&client, &mut ws).await;
-    let status = reqwest::Client::new()
-        .post(&a.base)
-        .header("content-type", "application/didcomm-envelope-enc")
-        .body(forward(&routing, recipient.verkey(), 1))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 202);
-    let delivered = loop {
-        let frame = common::next_frame(&mut ws).await;
-        if let Some(items) = open_delivery(&client, &recipient, &frame) {
-            break items;
-        }
-    };
-    let ids: Vec<Value> = delivered.iter().map(|(id, _)| id.clone()).collect();
-    client
-        .ws_send(
-            &mut ws,
-            &Client::msg(
-                "messagepickup/2.0/messages-received",
-                json!({"message_id_list": ids}),
-            ),
-        )
-        .await;
+    post_forward(&a.base, &routing, &recipient, 1).await;
+    let delivered = next_delivery(&client, &recipient, &mut ws).await;
+    acknowledge(&client, &mut ws, &delivered).await;
     // The acknowledgement is answered with a status once the message is removed.
     let status = client.ws_next(&mut ws).await;
     assert_eq!(status["message_count"], 0, "{status}");
@@ -786,15 +780,7 @@ async fn a_redis_behind_tls_is_used_through_a_rediss_url() {
 
     let client = Client::connect_base(&a.base, "didcomm:transport/queue").await;
     let (routing, recipient) = client.mediation_with_key().await;
-    let status = reqwest::Client::new()
-        .post(&a.base)
-        .header("content-type", "application/didcomm-envelope-enc")
-        .body(forward(&routing, recipient.verkey(), 3))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 202);
+    post_forward(&a.base, &routing, &recipient, 3).await;
     let status = client
         .call(&Client::msg("messagepickup/2.0/status-request", json!({})))
         .await

@@ -112,6 +112,24 @@ impl RedisMessageQueue {
         call
     }
 
+    /// One SSCAN page of the queue index: the next cursor (0: done) and up to about `count`
+    /// connections whose queues are listed.
+    async fn index_page(
+        &self,
+        conn: &mut RedisConnection,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<String>)> {
+        redis::cmd("SSCAN")
+            .arg(&*self.index)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(conn)
+            .await
+            .map_err(error::redis)
+    }
+
     fn count_expired(&self, n: i64) {
         if n > 0 {
             self.expired.fetch_add(n.unsigned_abs(), Ordering::Relaxed);
@@ -385,14 +403,9 @@ impl MessageQueue for RedisMessageQueue {
         }
         let cursor = *self.sweep_cursor.lock().unwrap_or_else(|p| p.into_inner());
         let mut conn = self.connection().await?;
-        let (next, connections): (u64, Vec<String>) = redis::cmd("SSCAN")
-            .arg(&*self.index)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(max_queues.max(1))
-            .query_async(&mut conn)
-            .await
-            .map_err(error::redis)?;
+        let (next, connections) = self
+            .index_page(&mut conn, cursor, max_queues.max(1))
+            .await?;
         *self.sweep_cursor.lock().unwrap_or_else(|p| p.into_inner()) = next;
         let mut removed = 0u64;
         for connection in connections {
@@ -429,14 +442,7 @@ impl MessageQueue for RedisMessageQueue {
         let mut totals = QueueTotals::default();
         let mut cursor = 0u64;
         loop {
-            let (next, connections): (u64, Vec<String>) = redis::cmd("SSCAN")
-                .arg(&*self.index)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
-                .await
-                .map_err(error::redis)?;
+            let (next, connections) = self.index_page(&mut conn, cursor, 500).await?;
             for connection in connections {
                 let id = ConnectionId::from(connection);
                 let (expired, messages, bytes): (i64, i64, i64) = self
