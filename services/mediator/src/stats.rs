@@ -54,6 +54,101 @@ pub enum Transport {
     WebSocket,
 }
 
+/// A limit that refused something (a request, a connection, a message, an outbound delivery).
+/// Every configurable limit has one, counted in `mediator_limits_refused_total{limit}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Per client address: HTTP messages and WebSocket frames (`rate_limit.messages_*`).
+    RateMessages,
+    /// Per client address: WebSocket upgrades (`rate_limit.upgrades_*`).
+    RateUpgrades,
+    /// Per client address: new TCP connections (`rate_limit.connections_*`).
+    RateConnections,
+    /// Open TCP connections of this instance (`transport.max_connections`).
+    Connections,
+    /// A request whose headers (or, idle, whose next request) did not come in time.
+    HeaderTimeout,
+    /// A request body that did not come in time (`transport.body_timeout_ms`).
+    BodyTimeout,
+    /// WebSockets of this instance (`websocket.max_sessions`).
+    WebSockets,
+    /// WebSockets of one connection (`websocket.max_sessions_per_connection`).
+    WebSocketsPerConnection,
+    /// Recipients of one envelope (`limits.max_envelope_recipients`).
+    EnvelopeRecipients,
+    /// Keys of one connection's keylist (`mediation.max_keys_per_connection`).
+    KeylistSize,
+    /// Updates in one keylist-update (`mediation.max_keylist_update`).
+    KeylistUpdate,
+    /// Queries in one discover-features message (`limits.max_discover_queries`).
+    DiscoverQueries,
+    /// Handshake fields over their caps (label, thread id, DID and its document).
+    HandshakeSize,
+    /// A handshake request reusing another requester's thread id.
+    HandshakeThread,
+    /// A handshake request not authcrypted by a key of the DID it presents.
+    HandshakeProof,
+    /// A state-changing message whose `@id` was seen on its connection within the replay window.
+    Replay,
+    /// An endpoint in a loopback, private, link-local or unspecified range.
+    PrivateEndpoint,
+    /// The outbound backlog (bytes waiting for delivery, per endpoint or in all) is full.
+    OutboundBacklog,
+    /// Outbound delivery gave up (attempts or age): a handshake reply dropped, a message left
+    /// in its queue for pickup.
+    OutboundGaveUp,
+}
+
+impl Limit {
+    /// Every limit (each series exists from the start).
+    pub const ALL: [Limit; 19] = [
+        Limit::RateMessages,
+        Limit::RateUpgrades,
+        Limit::RateConnections,
+        Limit::Connections,
+        Limit::HeaderTimeout,
+        Limit::BodyTimeout,
+        Limit::WebSockets,
+        Limit::WebSocketsPerConnection,
+        Limit::EnvelopeRecipients,
+        Limit::KeylistSize,
+        Limit::KeylistUpdate,
+        Limit::DiscoverQueries,
+        Limit::HandshakeSize,
+        Limit::HandshakeThread,
+        Limit::HandshakeProof,
+        Limit::Replay,
+        Limit::PrivateEndpoint,
+        Limit::OutboundBacklog,
+        Limit::OutboundGaveUp,
+    ];
+
+    /// The `limit` attribute of the metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::RateMessages => "rate_messages",
+            Limit::RateUpgrades => "rate_upgrades",
+            Limit::RateConnections => "rate_connections",
+            Limit::Connections => "connections",
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::BodyTimeout => "body_timeout",
+            Limit::WebSockets => "websockets",
+            Limit::WebSocketsPerConnection => "websockets_per_connection",
+            Limit::EnvelopeRecipients => "envelope_recipients",
+            Limit::KeylistSize => "keylist_size",
+            Limit::KeylistUpdate => "keylist_update",
+            Limit::DiscoverQueries => "discover_queries",
+            Limit::HandshakeSize => "handshake_size",
+            Limit::HandshakeThread => "handshake_thread",
+            Limit::HandshakeProof => "handshake_proof",
+            Limit::Replay => "replay",
+            Limit::PrivateEndpoint => "private_endpoint",
+            Limit::OutboundBacklog => "outbound_backlog",
+            Limit::OutboundGaveUp => "outbound_gave_up",
+        }
+    }
+}
+
 /// The counters, updated without locks, and their OpenTelemetry instruments.
 #[derive(Debug)]
 pub struct Stats {
@@ -62,6 +157,7 @@ pub struct Stats {
     delivered: AtomicU64,
     redelivered: AtomicU64,
     acknowledged: AtomicU64,
+    refused: [AtomicU64; Limit::ALL.len()],
     instruments: Instruments,
 }
 
@@ -73,6 +169,7 @@ struct Instruments {
     delivered: Counter<u64>,
     redelivered: Counter<u64>,
     acknowledged: Counter<u64>,
+    refused: Counter<u64>,
     latency: Histogram<f64>,
 }
 
@@ -113,6 +210,7 @@ impl Stats {
             delivered: AtomicU64::new(0),
             redelivered: AtomicU64::new(0),
             acknowledged: AtomicU64::new(0),
+            refused: std::array::from_fn(|_| AtomicU64::new(0)),
             instruments: Instruments {
                 inbound: counter(
                     "mediator.inbound.messages",
@@ -138,6 +236,10 @@ impl Stats {
                     "mediator.messages.acknowledged",
                     "Queued messages removed because their recipient acknowledged them",
                 ),
+                refused: counter(
+                    "mediator.limits.refused",
+                    "Requests, connections, messages and deliveries refused by a limit, by limit",
+                ),
                 latency: meter
                     .f64_histogram("mediator.delivery.latency")
                     .with_unit("s")
@@ -158,6 +260,9 @@ impl Stats {
             DeliveryMode::Push,
         ] {
             i.delivered.add(0, &mode.attribute());
+        }
+        for limit in Limit::ALL {
+            i.refused.add(0, &[KeyValue::new("limit", limit.name())]);
         }
         for counter in [
             &i.forwards_received,
@@ -224,6 +329,24 @@ impl Stats {
             self.acknowledged.fetch_add(n as u64, Ordering::Relaxed);
             self.instruments.acknowledged.add(n as u64, &[]);
         }
+    }
+
+    /// Something was refused by `limit`.
+    pub fn refused(&self, limit: Limit) {
+        if let Some(i) = Limit::ALL.iter().position(|l| *l == limit) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.instruments
+            .refused
+            .add(1, &[KeyValue::new("limit", limit.name())]);
+    }
+
+    /// How many times `limit` refused something.
+    pub fn refusals(&self, limit: Limit) -> u64 {
+        Limit::ALL
+            .iter()
+            .position(|l| *l == limit)
+            .map_or(0, |i| self.refused[i].load(Ordering::Relaxed))
     }
 
     /// The counters now.
