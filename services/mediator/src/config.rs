@@ -49,6 +49,10 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Per-connection queue limits.
     pub queue: QueueConfig,
+    /// Handshakes (DID Exchange, Connections) from anyone on the internet.
+    pub handshake: HandshakeConfig,
+    /// Replayed messages.
+    pub replay: ReplayConfig,
     /// Where connections, mediation records and queues are kept.
     pub storage: StorageConfig,
     /// This instance in a cluster.
@@ -317,6 +321,8 @@ pub struct PickupConfig {
     pub forwarding: ForwardingStrategy,
     /// Most messages one `delivery` (or Pickup 1.0 `batch`) carries, whatever the client asks.
     pub max_batch: usize,
+    /// Most payload bytes one `delivery` (or Pickup 1.0 `batch`) carries; one message always fits.
+    pub max_delivery_bytes: u64,
     /// A delivered message that is not acknowledged within this time is delivered again, ms.
     /// Until then it is in flight: not handed out again, not counted as waiting in `status`.
     pub redelivery_after_ms: u64,
@@ -342,6 +348,10 @@ pub struct WebSocketConfig {
 pub struct Limits {
     /// Largest accepted envelope, bytes.
     pub max_message_bytes: usize,
+    /// Most recipients an inbound envelope may list (each may cost a store lookup).
+    pub max_envelope_recipients: usize,
+    /// Most queries one discover-features message may carry.
+    pub max_discover_queries: usize,
 }
 
 /// Coordinate Mediation behaviour.
@@ -349,6 +359,36 @@ pub struct Limits {
 pub struct MediationConfig {
     /// Grant (true) or deny (false) mediation requests.
     pub grant: bool,
+    /// Most keys one connection's keylist holds.
+    pub max_keys_per_connection: usize,
+    /// Most updates one keylist-update may carry.
+    pub max_keylist_update: usize,
+}
+
+/// Handshakes from anyone: caps on what an anonymous requester makes us store, and how long an
+/// unfinished connection is kept.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HandshakeConfig {
+    /// Longest `label`, bytes.
+    pub max_label_bytes: usize,
+    /// Longest thread id (`@id` or `~thread.thid` of the request), bytes.
+    pub max_thread_id_bytes: usize,
+    /// Longest DID, bytes (a did:peer:2 or did:peer:4 carries its document in the DID).
+    pub max_did_bytes: usize,
+    /// Largest attached or inline DID document, bytes.
+    pub max_did_doc_bytes: usize,
+    /// A connection whose handshake does not complete within this time is removed, seconds.
+    pub pending_ttl_secs: u64,
+}
+
+/// Replay protection: a state-changing message whose `@id` was already seen on its connection
+/// within the window is refused.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReplayConfig {
+    /// The window, seconds; 0 turns the check off.
+    pub window_secs: u64,
+    /// Most message ids remembered per connection (the oldest are forgotten first).
+    pub max_ids_per_connection: usize,
 }
 
 /// Outbound delivery settings.
@@ -360,6 +400,22 @@ pub struct DeliveryConfig {
     pub retry_max_ms: u64,
     /// Timeout of one HTTP attempt, ms.
     pub http_timeout_ms: u64,
+    /// Most attempts for a message to a client's endpoint; then it waits in its queue.
+    pub max_attempts: u32,
+    /// Most attempts for a handshake reply (the requester has no connection yet); then it is
+    /// dropped and counted.
+    pub max_handshake_attempts: u32,
+    /// Oldest a delivery may get before it is given up like after its last attempt, ms.
+    pub max_age_ms: u64,
+    /// Allow endpoints in loopback, private, link-local and unspecified ranges (tests, a
+    /// private network). Off: such endpoints are refused, by address and after name resolution.
+    pub allow_private_endpoints: bool,
+    /// Most payload bytes waiting for outbound delivery on this instance, in all.
+    pub max_backlog_bytes: u64,
+    /// Most payload bytes waiting for outbound delivery to one endpoint (scheme, host, port).
+    pub max_backlog_bytes_per_endpoint: u64,
+    /// Most deliveries waiting on this instance, in all.
+    pub max_backlog_messages: usize,
 }
 
 /// A secret string: `Debug` never shows it.
@@ -537,6 +593,37 @@ impl Config {
         if telemetry.service_name.trim().is_empty() {
             return Err(ConfigError::Invalid(
                 "telemetry.service_name must not be empty".into(),
+            ));
+        }
+        for (name, value) in [
+            ("limits.max_envelope_recipients", self.limits.max_envelope_recipients),
+            ("limits.max_discover_queries", self.limits.max_discover_queries),
+            ("mediation.max_keys_per_connection", self.mediation.max_keys_per_connection),
+            ("mediation.max_keylist_update", self.mediation.max_keylist_update),
+            ("handshake.max_label_bytes", self.handshake.max_label_bytes),
+            ("handshake.max_thread_id_bytes", self.handshake.max_thread_id_bytes),
+            ("handshake.max_did_bytes", self.handshake.max_did_bytes),
+            ("handshake.max_did_doc_bytes", self.handshake.max_did_doc_bytes),
+            ("replay.max_ids_per_connection", self.replay.max_ids_per_connection),
+            ("delivery.max_backlog_messages", self.delivery.max_backlog_messages),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.delivery.max_attempts == 0
+            || self.delivery.max_handshake_attempts == 0
+            || self.delivery.max_age_ms == 0
+            || self.delivery.max_backlog_bytes == 0
+            || self.delivery.max_backlog_bytes_per_endpoint == 0
+            || self.pickup.max_delivery_bytes == 0
+            || self.handshake.pending_ttl_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "delivery.max_attempts, max_handshake_attempts, max_age_ms, max_backlog_bytes, \
+                 max_backlog_bytes_per_endpoint, pickup.max_delivery_bytes and \
+                 handshake.pending_ttl_secs must be positive"
+                    .into(),
             ));
         }
         if self.limits.max_message_bytes < 1024 {

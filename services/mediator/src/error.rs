@@ -7,6 +7,8 @@ use didcomm_message::MessageError;
 use mediator_store::StoreError;
 use thiserror::Error;
 
+use crate::stats::Limit;
+
 /// An inbound message the mediator refused.
 #[derive(Debug, Error)]
 pub enum InboundError {
@@ -43,6 +45,14 @@ pub enum InboundError {
     /// Storage failed, or a queue is at its cap: nothing was acknowledged.
     #[error("storage refused: {0}")]
     Store(#[from] StoreError),
+    /// A limit or a rule against abuse refused the message (counted by the one who made this).
+    #[error("{reason}")]
+    Refused {
+        /// Which limit.
+        limit: Limit,
+        /// What was wrong, for the sender.
+        reason: String,
+    },
     /// Something of ours failed (key derivation, packing).
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,7 +72,33 @@ impl InboundError {
             Self::UnknownForwardRecipient(_) => StatusCode::NOT_FOUND,
             Self::Store(e) if e.is_queue_full() => StatusCode::INSUFFICIENT_STORAGE,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Refused { limit, .. } => match limit {
+                Limit::HandshakeProof => StatusCode::FORBIDDEN,
+                Limit::HandshakeThread | Limit::Replay => StatusCode::CONFLICT,
+                Limit::RateMessages | Limit::RateUpgrades | Limit::RateConnections => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
+                _ => StatusCode::BAD_REQUEST,
+            },
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the sender is told: what was wrong, never whose connection or keys it touched (the
+    /// sender may be anyone). The log gets the full [`Display`](std::fmt::Display) text.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::UnknownRecipient(_) => {
+                "envelope is for no key of this mediator (unknown connection)".into()
+            }
+            Self::NotFromConnection { .. } => {
+                "message is not authcrypted by the key of the connection it is for".into()
+            }
+            Self::UnknownForwardRecipient(_) => "forward to a key no connection registered".into(),
+            Self::Store(e) if e.is_queue_full() => "the recipient's queue is full".into(),
+            Self::Store(_) => "storage unavailable; nothing was accepted, retry later".into(),
+            Self::Internal(_) => "internal error".into(),
+            other => other.to_string(),
         }
     }
 
@@ -80,6 +116,7 @@ impl InboundError {
             Self::NoConnection(_) => "no_connection",
             Self::Store(e) if e.is_queue_full() => "queue_full",
             Self::Store(_) => "storage_unavailable",
+            Self::Refused { limit, .. } => limit.name(),
             Self::Internal(_) => "internal",
         }
     }

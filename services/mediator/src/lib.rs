@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod error;
 pub mod invitation;
 pub mod keyring;
+pub mod limits;
 pub mod mediator;
 pub mod observed;
 pub mod protocols;

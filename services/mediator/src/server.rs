@@ -50,7 +50,7 @@ pub fn router(mediator: Mediator) -> Router {
 impl IntoResponse for InboundError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let body = serde_json::json!({ "error": self.code(), "message": self.public_message() });
         (status, Json(body)).into_response()
     }
 }
@@ -188,7 +188,7 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
                 Err(err) => {
                     warn!(error = %err, code = err.code(), "inbound WebSocket message refused");
                     let body =
-                        serde_json::json!({ "error": err.code(), "message": err.to_string() });
+                        serde_json::json!({ "error": err.code(), "message": err.public_message() });
                     let _ = handle.send(Bytes::from(body.to_string())).await;
                 }
             }

@@ -24,6 +24,7 @@ use super::basic::reply_recipient;
 use crate::{
     error::InboundError,
     mediator::{Inbound, Mediator, Outgoing, Recipient, Target},
+    stats::Limit,
 };
 
 /// Which kind of DID the requester used, which our response mirrors.
@@ -114,6 +115,13 @@ pub async fn didexchange_request(
     let msg = &inbound.msg;
     let req: DidExchangeRequest = msg.decode()?;
     let thid = msg.thread_id().to_owned();
+    let caps = &m.config().handshake;
+    m.cap_handshake_field("did", req.did.len(), caps.max_did_bytes)?;
+    if let Some(attach) = &req.did_doc_attach {
+        let len = serde_json::to_vec(attach).map_or(usize::MAX, |v| v.len());
+        m.cap_handshake_field("did_doc~attach", len, caps.max_did_doc_bytes)?;
+    }
+    check_sizes(m, &thid, req.label.as_deref())?;
 
     // Resolve their DID (with the signed attached document where the method needs one).
     // The attached document is kept as received; self-resolving DIDs (did:peer:2/4) need none.
@@ -129,26 +137,17 @@ pub async fn didexchange_request(
         Ok(found) => found,
         Err(text) => return handshake_problem(m, inbound, None, "request_not_accepted", text),
     };
-    if let Some(sender) = inbound.sender {
-        if !service.recipient_keys.contains(&sender) && !doc.authentication_keys().contains(&sender)
-        {
-            return handshake_problem(
-                m,
-                inbound,
-                Some(&service),
-                "request_not_accepted",
-                "the request is not authcrypted by a key of the requester's DID".into(),
-            );
-        }
-    }
+    prove_possession(m, inbound, &service, &doc.authentication_keys())?;
     if let Some(pthid) = msg.parent_thread_id() {
         if !m.is_our_invitation(pthid) {
             info!(pthid, "request answers an invitation that is not ours; accepted anyway (multi-use, public)");
         }
     }
 
-    // A repeated request (same thread) gets the same connection and the same answer.
-    let (existing, id, my_key, own) = prepare(m, &thid).await?;
+    // A retransmission (same thread, same requester) gets the same connection and answer.
+    let Some((existing, id, my_key, own)) = prepare(m, &thid, &req.did, &service).await? else {
+        return thread_in_use(m, inbound, &service);
+    };
     let minor = msg.ty.minor();
     let mut body = serde_json::Map::new();
     let invitation_key = m.keys().invitation_key();
@@ -256,15 +255,27 @@ pub async fn connections_request(
     let msg = &inbound.msg;
     let req: ConnectionsRequest = msg.decode()?;
     let thid = msg.thread_id().to_owned();
-    let (_doc, service) = match usable(resolve(
+    let caps = &m.config().handshake;
+    m.cap_handshake_field("DID", req.connection.did.len(), caps.max_did_bytes)?;
+    if let Some(doc) = &req.connection.did_doc {
+        let len = serde_json::to_vec(doc).map_or(usize::MAX, |v| v.len());
+        m.cap_handshake_field("DIDDoc", len, caps.max_did_doc_bytes)?;
+    }
+    check_sizes(m, &thid, req.label.as_deref())?;
+    let (doc, service) = match usable(resolve(
         &req.connection.did,
         req.connection.did_doc.as_ref(),
     )) {
         Ok(found) => found,
         Err(text) => return handshake_problem(m, inbound, None, "request_not_accepted", text),
     };
+    prove_possession(m, inbound, &service, &doc.authentication_keys())?;
 
-    let (existing, id, my_key, own) = prepare(m, &thid).await?;
+    let Some((existing, id, my_key, own)) =
+        prepare(m, &thid, &req.connection.did, &service).await?
+    else {
+        return thread_in_use(m, inbound, &service);
+    };
     let unq = own.unqualified();
     // The legacy DIDDoc exactly as credo writes its own (checked against its traces).
     let connection = json!({ "DID": unq.did, "DIDDoc": unq.doc });
@@ -336,13 +347,71 @@ fn usable(resolved: Result<DidDoc, DidError>) -> Result<(DidDoc, DidCommService)
     Ok((doc, service))
 }
 
-/// The connection a request makes: the existing one for a repeated request (same thread), else
-/// a new id; its derived key; and our DID material for it.
+/// Caps on what an anonymous requester makes us store with its connection.
+fn check_sizes(m: &Mediator, thid: &str, label: Option<&str>) -> Result<(), InboundError> {
+    let caps = &m.config().handshake;
+    m.cap_handshake_field("thread id", thid.len(), caps.max_thread_id_bytes)?;
+    m.cap_handshake_field("label", label.map_or(0, str::len), caps.max_label_bytes)
+}
+
+/// Proof of possession: the request must be authcrypted by a key of the DID it presents (its
+/// service's recipient keys or its authentication keys), or anyone could open a connection in the
+/// name of somebody else's DID. credo-ts and ACA-Py authcrypt their requests so. Refused on the
+/// transport, never with a message to the (unproven) endpoint the request names.
+fn prove_possession(
+    m: &Mediator,
+    inbound: &Inbound<'_>,
+    service: &DidCommService,
+    authentication: &[didcomm_envelope::VerKey],
+) -> Result<(), InboundError> {
+    match inbound.sender {
+        Some(sender)
+            if service.recipient_keys.contains(&sender) || authentication.contains(&sender) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(m.refuse(
+            Limit::HandshakeProof,
+            "the request is not authcrypted by a key of the requester's DID",
+        )),
+        None => Err(m.refuse(
+            Limit::HandshakeProof,
+            "the request must be authcrypted by a key of the requester's DID (it was anoncrypted)",
+        )),
+    }
+}
+
+/// A request whose thread id is another requester's: refused, and nothing is changed.
+fn thread_in_use(
+    m: &Mediator,
+    inbound: &Inbound<'_>,
+    service: &DidCommService,
+) -> Result<Vec<Outgoing>, InboundError> {
+    m.stats().refused(Limit::HandshakeThread);
+    handshake_problem(
+        m,
+        inbound,
+        Some(service),
+        "request_not_accepted",
+        "the thread id of this request is already in use".into(),
+    )
+}
+
+/// The connection a request makes: a new id, or for a retransmission (a request on the same
+/// thread by the same requester: same DID and keys) the existing connection, whose record is
+/// never changed by a request. `None` when the thread is another requester's.
 async fn prepare(
     m: &Mediator,
     thid: &str,
-) -> Result<(Option<ConnectionRecord>, ConnectionId, KeyPair, OwnDid), InboundError> {
+    their_did: &str,
+    service: &DidCommService,
+) -> Result<Option<(Option<ConnectionRecord>, ConnectionId, KeyPair, OwnDid)>, InboundError> {
     let existing = m.stores().connections.find_by_thread(thid).await?;
+    if let Some(c) = &existing {
+        if c.their_did != their_did || c.their_keys != service.recipient_keys {
+            return Ok(None);
+        }
+    }
     let id = existing
         .as_ref()
         .map_or_else(ConnectionId::generate, |c| c.id.clone());
@@ -355,7 +424,7 @@ async fn prepare(
         ],
         [],
     );
-    Ok((existing, id, my_key, own))
+    Ok(Some((existing, id, my_key, own)))
 }
 
 fn connection_key(m: &Mediator, id: &ConnectionId) -> Result<KeyPair, InboundError> {
@@ -364,10 +433,10 @@ fn connection_key(m: &Mediator, id: &ConnectionId) -> Result<KeyPair, InboundErr
         .map_err(|e| InboundError::Internal(e.to_string()))
 }
 
+/// Stores the connection a request made; a retransmission's connection is left as it is (a
+/// request never changes an existing connection).
 async fn save(m: &Mediator, record: &ConnectionRecord, exists: bool) -> Result<(), InboundError> {
-    if exists {
-        m.stores().connections.update(record).await?;
-    } else {
+    if !exists {
         m.stores().connections.insert(record).await?;
     }
     Ok(())
