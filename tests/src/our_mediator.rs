@@ -39,6 +39,11 @@ impl TestMediator {
             .local_addr()
             .context("the mediator listener's address")?;
         let mut vars = vec![
+            // The agents under test listen on loopback: their endpoints are private addresses.
+            (
+                "MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS".to_owned(),
+                "true".to_owned(),
+            ),
             (
                 "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
                 format!("http://{addr}"),

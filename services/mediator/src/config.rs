@@ -596,16 +596,40 @@ impl Config {
             ));
         }
         for (name, value) in [
-            ("limits.max_envelope_recipients", self.limits.max_envelope_recipients),
-            ("limits.max_discover_queries", self.limits.max_discover_queries),
-            ("mediation.max_keys_per_connection", self.mediation.max_keys_per_connection),
-            ("mediation.max_keylist_update", self.mediation.max_keylist_update),
+            (
+                "limits.max_envelope_recipients",
+                self.limits.max_envelope_recipients,
+            ),
+            (
+                "limits.max_discover_queries",
+                self.limits.max_discover_queries,
+            ),
+            (
+                "mediation.max_keys_per_connection",
+                self.mediation.max_keys_per_connection,
+            ),
+            (
+                "mediation.max_keylist_update",
+                self.mediation.max_keylist_update,
+            ),
             ("handshake.max_label_bytes", self.handshake.max_label_bytes),
-            ("handshake.max_thread_id_bytes", self.handshake.max_thread_id_bytes),
+            (
+                "handshake.max_thread_id_bytes",
+                self.handshake.max_thread_id_bytes,
+            ),
             ("handshake.max_did_bytes", self.handshake.max_did_bytes),
-            ("handshake.max_did_doc_bytes", self.handshake.max_did_doc_bytes),
-            ("replay.max_ids_per_connection", self.replay.max_ids_per_connection),
-            ("delivery.max_backlog_messages", self.delivery.max_backlog_messages),
+            (
+                "handshake.max_did_doc_bytes",
+                self.handshake.max_did_doc_bytes,
+            ),
+            (
+                "replay.max_ids_per_connection",
+                self.replay.max_ids_per_connection,
+            ),
+            (
+                "delivery.max_backlog_messages",
+                self.delivery.max_backlog_messages,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));

@@ -95,7 +95,9 @@ impl InboundError {
                 "message is not authcrypted by the key of the connection it is for".into()
             }
             Self::UnknownForwardRecipient(_) => "forward to a key no connection registered".into(),
-            Self::Store(e) if e.is_queue_full() => "the recipient's queue is full".into(),
+            Self::Store(StoreError::QueueFull { cap, .. }) => {
+                format!("the recipient's queue is full ({cap})")
+            }
             Self::Store(_) => "storage unavailable; nothing was accepted, retry later".into(),
             Self::Internal(_) => "internal error".into(),
             other => other.to_string(),

@@ -18,7 +18,7 @@ use didcomm_message::{DocUri, Message, MessageType, ProblemReport, ReturnRoute, 
 use mediator_store::{ConnectionId, ConnectionRecord, ConnectionState, MessageId, Stores};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{info, warn, Instrument};
 
 use crate::{
     config::{Config, ForwardingStrategy},
@@ -106,6 +106,9 @@ pub struct Recipient {
     pub endpoint: Option<String>,
     /// Our key to authcrypt from.
     pub from: KeyPair,
+    /// The handshake completed: replies that cannot be delivered wait in the connection's
+    /// queue. Otherwise (a handshake reply) they are dropped after a few attempts.
+    pub established: bool,
 }
 
 impl Recipient {
@@ -117,6 +120,7 @@ impl Recipient {
             routing_keys: connection.their_routing_keys.clone(),
             endpoint: connection.their_endpoint.clone(),
             from,
+            established: connection.state == ConnectionState::Completed,
         }
     }
 }
@@ -135,7 +139,7 @@ pub struct Inner {
     single_service_invitation: Invitation,
     stores: Stores,
     sessions: Sessions,
-    http: reqwest::Client,
+    endpoints: crate::endpoint::Endpoints,
     /// Source of WebSocket session ids.
     pub(crate) next_session_id: AtomicU64,
     /// False while draining: WebSocket upgrades are refused.
@@ -254,9 +258,7 @@ impl Mediator {
             &endpoints[..1],
             Handshakes::All,
         );
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.delivery.http_timeout_ms))
-            .build()?;
+        let endpoints = crate::endpoint::Endpoints::new(&config.delivery)?;
         let mediator = Self(Arc::new(Inner {
             config,
             keys,
@@ -265,7 +267,7 @@ impl Mediator {
             single_service_invitation,
             stores,
             sessions: Sessions::default(),
-            http,
+            endpoints,
             next_session_id: AtomicU64::new(1),
             accepting_websockets: AtomicBool::new(true),
             draining: AtomicBool::new(false),
@@ -301,6 +303,11 @@ impl Mediator {
     /// The stores.
     pub fn stores(&self) -> &Stores {
         &self.stores
+    }
+
+    /// Outbound delivery to clients' own endpoints.
+    pub(crate) fn endpoints(&self) -> &crate::endpoint::Endpoints {
+        &self.endpoints
     }
 
     /// The WebSocket sessions of this instance.
@@ -586,8 +593,16 @@ impl Mediator {
         }
         match out.to.endpoint.as_deref().filter(|e| is_deliverable(e)) {
             Some(endpoint) => {
-                let wrapped = wrap_in_forwards(direct, &out.to.keys, &out.to.routing_keys)?;
-                self.spawn_delivery(endpoint.to_owned(), wrapped, None);
+                let wrapped = wrap_in_forwards(direct.clone(), &out.to.keys, &out.to.routing_keys)?;
+                let purpose = match (&out.to.connection, out.to.established) {
+                    (Some(connection), true) => crate::endpoint::Purpose::Reply {
+                        connection: connection.clone(),
+                        keys: out.to.keys.clone(),
+                        direct,
+                    },
+                    _ => crate::endpoint::Purpose::Handshake,
+                };
+                self.deliver_to_endpoint(endpoint, wrapped, purpose);
                 Ok(())
             }
             None => match &out.to.connection {
@@ -600,69 +615,6 @@ impl Mediator {
                     Ok(())
                 }
             },
-        }
-    }
-
-    /// Delivers `payload` to `endpoint` (HTTP POST), retrying with exponential backoff until one
-    /// attempt succeeds or the mediator shuts down. When `queued` names a queued message, it is
-    /// removed after the successful delivery (and only then).
-    pub fn spawn_delivery(
-        &self,
-        endpoint: String,
-        payload: Bytes,
-        queued: Option<(ConnectionId, mediator_store::MessageId)>,
-    ) {
-        let this = self.clone();
-        let queued_at_ms = mediator_store::unix_ms_now();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(this.config.delivery.retry_initial_ms);
-            let max = Duration::from_millis(this.config.delivery.retry_max_ms);
-            let mut attempt = 1u32;
-            loop {
-                match this.post(&endpoint, payload.clone()).await {
-                    Ok(()) => {
-                        debug!(%endpoint, attempt, "delivered");
-                        if let Some((conn, id)) = &queued {
-                            this.stats
-                                .delivered(crate::stats::DeliveryMode::Push, [queued_at_ms]);
-                            match this
-                                .stores
-                                .queue
-                                .remove(conn, std::slice::from_ref(id))
-                                .await
-                            {
-                                Ok(n) => this.stats.acknowledged(n),
-                                Err(err) => {
-                                    warn!(error = %err, "delivered message could not be removed from the queue; it may be delivered again")
-                                }
-                            }
-                        }
-                        return;
-                    }
-                    Err(err) => {
-                        info!(%endpoint, attempt, error = %err, retry_in_ms = delay.as_millis() as u64, "delivery failed");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(max);
-                        attempt += 1;
-                    }
-                }
-            }
-        });
-    }
-
-    async fn post(&self, endpoint: &str, payload: Bytes) -> Result<(), String> {
-        let response = self
-            .http
-            .post(endpoint)
-            .header("content-type", "application/didcomm-envelope-enc")
-            .body(payload)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", response.status()))
         }
     }
 

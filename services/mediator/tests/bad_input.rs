@@ -192,6 +192,8 @@ async fn forward_over_the_queue_cap_is_507_and_nothing_is_stored() {
             .contains("at most 2 messages"),
         "{err}"
     );
+    // The sender (anyone) is not told whose queue it is.
+    assert!(!err.to_string().contains(conn.as_str()), "{err}");
     let held = i
         .mediator
         .stores()

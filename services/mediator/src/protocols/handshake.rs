@@ -85,6 +85,7 @@ fn handshake_problem(
             routing_keys: service.routing_keys.clone(),
             endpoint: endpoint_of(service),
             from: m.keys().invitation_key().clone(),
+            established: false,
         },
     }])
 }

@@ -11,8 +11,11 @@ use didcomm_envelope::VerKey;
 use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
+use mediator_store::ConnectionState;
+
 use crate::{
     config::ForwardingStrategy,
+    endpoint::Purpose,
     error::InboundError,
     mediator::{is_deliverable, Mediator},
     sessions::{LiveSession, SessionHandle},
@@ -132,10 +135,15 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
             .release(&connection, std::slice::from_ref(&id))
             .await?;
     }
-    // Clients with their own endpoint do not pick up: push to them.
+    // Clients with their own endpoint do not pick up: push to them, once their handshake
+    // completed (a stranger's unfinished handshake buys no outbound requests).
     if let Some(record) = stores.connections.get(&connection).await? {
-        if let Some(endpoint) = record.their_endpoint.filter(|e| is_deliverable(e)) {
-            m.spawn_delivery(endpoint, payload, Some((connection, id)));
+        let endpoint = record
+            .their_endpoint
+            .as_deref()
+            .filter(|e| is_deliverable(e));
+        if let (Some(endpoint), ConnectionState::Completed) = (endpoint, record.state) {
+            m.deliver_to_endpoint(endpoint, payload, Purpose::Queued(connection, id));
         }
     }
     Ok(())

@@ -53,6 +53,8 @@ impl Proc {
             .env("MEDIATOR_CLUSTER__LIVE_LEASE_MS", "3000")
             .env("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "2000")
             .env("MEDIATOR_LOG", "info")
+            // Test clients' endpoints are on loopback (a private address).
+            .env("MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             // Start-up errors go to stderr: into the same log, so a failed start explains itself.
