@@ -483,6 +483,14 @@ impl Mediator {
     /// Finds the key an envelope is for among ours: the routing key, the invitation key, or a
     /// connection key (derived from the master secret for the connection that owns it).
     async fn recipient_key(&self, envelope: &Envelope) -> Result<(KeyPair, Target), InboundError> {
+        let max = self.config.limits.max_envelope_recipients;
+        if envelope.recipients().len() > max {
+            // Each recipient may cost a store lookup.
+            return Err(self.refuse(
+                crate::stats::Limit::EnvelopeRecipients,
+                format!("an envelope may list at most {max} recipients"),
+            ));
+        }
         let routing = self.keys.routing_key();
         let invitation = self.keys.invitation_key();
         for r in envelope.recipients() {

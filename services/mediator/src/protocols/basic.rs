@@ -8,6 +8,7 @@ use super::SUPPORTED;
 use crate::{
     error::InboundError,
     mediator::{Inbound, Mediator, Outgoing, Recipient},
+    stats::Limit,
 };
 
 pub(crate) fn reply_recipient(
@@ -101,22 +102,33 @@ pub fn discover_v2(m: &Mediator, inbound: &Inbound<'_>) -> Result<Vec<Outgoing>,
         .body
         .get("queries")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut disclosures = Vec::new();
+        .map_or(&[][..], Vec::as_slice);
+    let max = m.config().limits.max_discover_queries;
+    if queries.len() > max {
+        return Err(m.refuse(
+            Limit::DiscoverQueries,
+            format!("at most {max} discover-features queries are answered at once"),
+        ));
+    }
+    // Each protocol is disclosed once, however many queries match it: the answer is bounded by
+    // what we support, not by what was asked.
+    let uris = protocol_uris(inbound);
+    let mut disclosed = vec![false; uris.len()];
     for q in queries {
         if q.get("feature-type").and_then(Value::as_str) != Some("protocol") {
             continue;
         }
         let pattern = q.get("match").and_then(Value::as_str).unwrap_or("*");
-        for uri in protocol_uris(inbound)
-            .into_iter()
-            .filter(|u| matches_query(u, pattern))
-        {
-            disclosures
-                .push(json!({ "feature-type": "protocol", "id": uri, "roles": ["mediator"] }));
+        for (n, uri) in uris.iter().enumerate() {
+            disclosed[n] |= matches_query(uri, pattern);
         }
     }
+    let disclosures: Vec<Value> = uris
+        .iter()
+        .zip(disclosed)
+        .filter(|(_, d)| *d)
+        .map(|(uri, _)| json!({ "feature-type": "protocol", "id": uri, "roles": ["mediator"] }))
+        .collect();
     let msg = inbound
         .msg
         .reply_to(inbound.reply_type("discover-features", (2, 0), "disclosures"))

@@ -18,6 +18,7 @@ use super::basic::reply_recipient as recipient;
 use crate::{
     error::InboundError,
     mediator::{Inbound, Mediator, Outgoing},
+    stats::Limit,
 };
 
 const PROTOCOL: &str = "coordinate-mediation";
@@ -119,6 +120,23 @@ pub async fn keylist_update(
     }
     let conn = inbound.connection()?;
     let body: KeylistUpdateBody = inbound.msg.decode()?;
+    let limits = &m.config().mediation;
+    if body.updates.len() > limits.max_keylist_update {
+        return Err(m.refuse(
+            Limit::KeylistUpdate,
+            format!(
+                "a keylist-update may carry at most {} updates (this one has {})",
+                limits.max_keylist_update,
+                body.updates.len()
+            ),
+        ));
+    }
+    // Room left in the keylist: adds past it are answered `client_error`. Checked before the
+    // batch is applied, so concurrent updates may pass the cap by at most one batch.
+    let mut room = limits
+        .max_keys_per_connection
+        .saturating_sub(m.stores().mediation.keylist(&conn.id, 0, 0).await?.total);
+    let mut over_cap = false;
     // Items that do not parse are answered `client_error` without touching the store; the rest
     // are applied as one batch.
     let mut results = vec![KeylistResult::ClientError; body.updates.len()];
@@ -130,10 +148,21 @@ pub async fn keylist_update(
             "remove" => KeylistAction::Remove,
             _ => continue,
         };
+        if action == KeylistAction::Add {
+            if room == 0 {
+                over_cap = true;
+                continue;
+            }
+            room -= 1;
+        }
         if let Ok(key) = VerKey::parse(&item.recipient_key) {
             valid.push(i);
             updates.push(KeylistUpdate { key, action });
         }
+    }
+    if over_cap {
+        m.stats().refused(Limit::KeylistSize);
+        info!(connection = %conn.id, max = limits.max_keys_per_connection, "keylist full: adds refused");
     }
     let outcomes = m
         .stores()
