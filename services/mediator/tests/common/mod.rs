@@ -130,6 +130,11 @@ impl Client {
 
     /// DID Exchange with the mediator at `base` (any instance, in process or not).
     pub async fn connect_base(base: &str, endpoint: &str) -> Self {
+        Self::connect_on_thread(base, endpoint, &new_id()).await
+    }
+
+    /// Like [`Client::connect_base`], with the request's `@id` (the handshake's thread id).
+    pub async fn connect_on_thread(base: &str, endpoint: &str, request_id: &str) -> Self {
         let inv: Value = reqwest::get(format!("{base}/invitation"))
             .await
             .unwrap()
@@ -140,7 +145,6 @@ impl Client {
             VerKey::parse(inv["services"][0]["recipientKeys"][0].as_str().unwrap()).unwrap();
         let key = KeyPair::generate().unwrap();
         let did = OwnDid::new(*key.verkey(), [endpoint], []).peer2();
-        let request_id = new_id();
         let request = json!({
             "@type": "https://didcomm.org/didexchange/1.1/request",
             "@id": request_id,

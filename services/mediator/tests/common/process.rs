@@ -194,3 +194,28 @@ pub fn forward(routing: &VerKey, recipient: &VerKey, seq: u64) -> Vec<u8> {
 pub async fn ws_connect(url: &str) -> Ws {
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
+
+/// `mediator_limits_refused_total{limit}` on the Prometheus endpoint at `metrics` (host:port):
+/// how many times that limit refused something (0 when the scrape fails).
+pub async fn refusals(metrics: &str, limit: &str) -> u64 {
+    let Ok(response) = reqwest::get(format!("http://{metrics}/metrics")).await else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    let label = format!("limit=\"{limit}\"");
+    text.lines()
+        .filter(|l| l.starts_with("mediator_limits_refused_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// A free loopback address for a listener (`127.0.0.1:<port>`).
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
