@@ -527,3 +527,94 @@ async fn refusals_to_strangers_name_no_connection_and_no_key() {
     );
     legit.still_served(s.base()).await;
 }
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// A Forward whose inner message (anoncrypted for `recipient`) carries `filler` bytes.
+fn large_forward(routing: &VerKey, recipient: &VerKey, seq: u64, filler: usize) -> Vec<u8> {
+    let inner = pack(
+        json!({ "seq": seq, "filler": "f".repeat(filler) })
+            .to_string()
+            .as_bytes(),
+        &[*recipient],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap();
+    let inner: Value = serde_json::from_slice(&inner).unwrap();
+    let fwd = json!({
+        "@type": "https://didcomm.org/routing/1.0/forward",
+        "@id": new_id(),
+        "to": recipient.to_base58(),
+        "msg": inner,
+    });
+    pack(
+        &serde_json::to_vec(&fwd).unwrap(),
+        &[*routing],
+        None,
+        ContentEnc::C20P,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_delivery_is_bounded_in_bytes_and_parallel_ones_do_not_grow_memory() {
+    // A full queue (~96 MiB of ~534 KB queued messages, under the default 100 MiB cap) and the
+    // default 2 MiB delivery budget (three such messages).
+    let s = Setup::start(&[]).await;
+    let pid = s.proc.pid().unwrap();
+    let legit = Legit::start(s.base()).await;
+    let victim = Client::connect_base(s.base(), "didcomm:transport/queue").await;
+    let (routing, recipient) = victim.mediation_with_key().await;
+    let filler = 400_000;
+    for seq in 0..180 {
+        let (status, body) = post(
+            s.base(),
+            large_forward(&routing, recipient.verkey(), seq, filler),
+        )
+        .await;
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    }
+    let delivery_request = || {
+        Client::msg(
+            "messagepickup/2.0/delivery-request",
+            json!({"limit": 100}),
+        )
+    };
+    // The peak RSS from here on (writing 5 to clear_refs resets VmHWM to the current RSS).
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let before = proc_status_kib(pid, "VmRSS");
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let (victim, msg) = (&victim, delivery_request());
+            async move { victim.post_raw(&msg).await }
+        })
+        .collect();
+    let answers = futures_util::future::join_all(requests).await;
+    let peak = proc_status_kib(pid, "VmHWM");
+    for (status, body) in &answers {
+        assert_eq!(*status, 200);
+        assert!(
+            body.len() < 3 * 1024 * 1024,
+            "a delivery of {} bytes (budget 2 MiB)",
+            body.len()
+        );
+        let delivery = victim.open(body);
+        let n = delivery["~attach"].as_array().unwrap().len();
+        assert!((1..=3).contains(&n), "{n} messages in one delivery");
+    }
+    let grew_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        grew_mib < 64,
+        "four parallel deliveries grew the mediator by {grew_mib} MiB"
+    );
+    legit.still_served(s.base()).await;
+}

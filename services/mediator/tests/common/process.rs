@@ -122,6 +122,11 @@ impl Proc {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn ws_url(&self) -> String {
         self.base.replacen("http://", "ws://", 1)
     }
