@@ -14,7 +14,8 @@ use std::sync::{
 use axum::{http::StatusCode, routing, Router};
 use common::{
     new_id,
-    process::{forward, free_addr, refusals, Proc},
+    next_frame,
+    process::{forward, free_addr, open_delivery, refusals, ws_connect, Proc},
     Client,
 };
 use didcomm_did::OwnDid;
@@ -616,5 +617,129 @@ async fn a_delivery_is_bounded_in_bytes_and_parallel_ones_do_not_grow_memory() {
         grew_mib < 64,
         "four parallel deliveries grew the mediator by {grew_mib} MiB"
     );
+    legit.still_served(s.base()).await;
+}
+
+#[tokio::test]
+async fn a_replayed_live_delivery_change_does_not_move_the_live_session() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let s = Setup::start(&[]).await;
+    let victim = Legit::start(s.base()).await;
+    assert_eq!(victim.pick_up().await, [1]);
+    let mut own = ws_connect(&s.proc.ws_url()).await;
+    let change = Client::msg(
+        "messagepickup/2.0/live-delivery-change",
+        json!({"live_delivery": true}),
+    );
+    let captured = victim.client.pack(&change);
+    own.send(WsMessage::Binary(captured.clone().into()))
+        .await
+        .unwrap();
+    let status = victim.client.ws_next(&mut own).await;
+    assert_eq!(status["live_delivery"], true, "{status}");
+
+    // The same envelope, played again on the attacker's socket.
+    let mut attacker = ws_connect(&s.proc.ws_url()).await;
+    attacker
+        .send(WsMessage::Binary(captured.into()))
+        .await
+        .unwrap();
+    let report = victim.client.open(&next_frame(&mut attacker).await);
+    assert_eq!(report["@type"], PROBLEM, "{report}");
+    assert_eq!(s.refusals("replay").await, 1);
+
+    // Forwards still go to the victim's own socket.
+    victim.queue(s.base(), 2).await;
+    let frame = next_frame(&mut own).await;
+    let delivered = open_delivery(&victim.client, &victim.recipient, &frame).unwrap();
+    assert_eq!(
+        delivered.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_request_does_not_hold_the_victims_messages() {
+    let s = Setup::start(&[]).await;
+    let victim = Legit::start(s.base()).await;
+    let request = Client::msg(
+        "messagepickup/2.0/delivery-request",
+        json!({"limit": 10}),
+    );
+    let captured = victim.client.pack(&request);
+    let (status, body) = post(s.base(), captured.clone()).await;
+    assert_eq!(status, 200);
+    let delivery = victim.client.open(&body);
+    let ids = delivery["~attach"].as_array().unwrap().len();
+    assert_eq!(ids, 1, "{delivery}");
+    let ack = victim
+        .client
+        .call(&Client::msg(
+            "messagepickup/2.0/messages-received",
+            json!({"message_id_list": [delivery["~attach"][0]["@id"]]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ack["message_count"], 0);
+
+    // A new message waits; the captured request is played again by someone else.
+    victim.queue(s.base(), 2).await;
+    let (status, body) = post(s.base(), captured).await;
+    assert_eq!(status, 200);
+    let report = victim.client.open(&body);
+    assert_eq!(report["@type"], PROBLEM, "{report}");
+    assert_eq!(s.refusals("replay").await, 1);
+    // The new message was not put in flight by the replay: the victim gets it at once.
+    assert_eq!(victim.pick_up().await, [2]);
+}
+
+async fn redis_config_set(s: &Setup, key: &str, value: &str) {
+    let mut conn = s.redis.pool().unwrap().get().await.unwrap();
+    let _: () = mediator_store_redis::deadpool_redis::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn until_ready_is(s: &Setup, want: u16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let status = reqwest::get(format!("{}/readyz", s.base()))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if status == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said {want} (last {status})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn readiness_says_not_ready_while_writes_fail() {
+    let s = Setup::start(&[]).await;
+    let legit = Legit::start(s.base()).await;
+    // Redis at maxmemory with noeviction: it answers PING and reads, and refuses every write.
+    redis_config_set(&s, "maxmemory", "1").await;
+    until_ready_is(&s, 503).await;
+    let (status, body) = post(
+        s.base(),
+        forward(&legit.routing, legit.recipient.verkey(), 9),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (503, "storage_unavailable")
+    );
+    redis_config_set(&s, "maxmemory", "0").await;
+    until_ready_is(&s, 200).await;
     legit.still_served(s.base()).await;
 }
