@@ -743,3 +743,49 @@ async fn readiness_says_not_ready_while_writes_fail() {
     until_ready_is(&s, 200).await;
     legit.still_served(s.base()).await;
 }
+
+#[tokio::test]
+async fn an_unfinished_handshake_expires_and_a_completed_one_stays() {
+    let s = Setup::start(&[("MEDIATOR_HANDSHAKE__PENDING_TTL_SECS", "1")]).await;
+    let legit = Legit::start(s.base()).await;
+    let (_, invitation) = invitation_key(s.base()).await;
+    let stranger = KeyPair::generate().unwrap();
+    let thid = new_id();
+    let req = request(&thid, &stranger, "didcomm:transport/queue", "x", true);
+    let (status, body) = post(s.base(), envelope(&req, &invitation, Some(&stranger))).await;
+    assert_eq!(status, 200);
+    let response = open(&stranger, &body);
+    assert_eq!(
+        response["@type"], "https://didcomm.org/didexchange/1.1/response",
+        "{response}"
+    );
+    assert!(s
+        .connections()
+        .find_by_thread(&thid)
+        .await
+        .unwrap()
+        .is_some());
+    // Never completed: gone after the pending TTL.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while s
+        .connections()
+        .find_by_thread(&thid)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unfinished connection never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Its key is unknown now.
+    let doc = didcomm_did::resolve(response["did"].as_str().unwrap(), None).unwrap();
+    let key = doc.didcomm_services().unwrap()[0].recipient_keys[0];
+    let ping = json!({"@type": "https://didcomm.org/trust_ping/1.0/ping", "@id": new_id()});
+    let (status, body) = post(s.base(), envelope(&ping, &key, Some(&stranger))).await;
+    assert_eq!((status, code(&body).as_str()), (403, "unknown_recipient"));
+    // The completed one (made before, older than the TTL) is served.
+    legit.still_served(s.base()).await;
+}
