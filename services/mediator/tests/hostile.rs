@@ -13,8 +13,7 @@ use std::sync::{
 
 use axum::{http::StatusCode, routing, Router};
 use common::{
-    new_id,
-    next_frame,
+    new_id, next_frame,
     process::{forward, free_addr, open_delivery, refusals, ws_connect, Proc},
     Client,
 };
@@ -135,7 +134,11 @@ impl Legit {
     /// Still served: the message queued before the attack, and one queued now, are delivered.
     async fn still_served(&self, base: &str) {
         self.queue(base, 2).await;
-        assert_eq!(self.pick_up().await, [1, 2], "the legitimate client's messages");
+        assert_eq!(
+            self.pick_up().await,
+            [1, 2],
+            "the legitimate client's messages"
+        );
     }
 }
 
@@ -211,10 +214,7 @@ async fn a_request_on_another_clients_thread_cannot_take_over_its_connection() {
     let (status, body) = post(s.base(), envelope(&req, &invitation, Some(&attacker))).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let answer = open(&attacker, &body);
-    assert_eq!(
-        answer["@type"], PROBLEM,
-        "the attacker got {answer}"
-    );
+    assert_eq!(answer["@type"], PROBLEM, "the attacker got {answer}");
     assert_eq!(answer["description"]["code"], "request_not_accepted");
     assert!(answer.get("did").is_none(), "{answer}");
     assert_eq!(s.refusals("handshake_thread").await, 1);
@@ -224,7 +224,13 @@ async fn a_request_on_another_clients_thread_cannot_take_over_its_connection() {
 
     // The victim's own retransmission of that request is answered as the first time: the same
     // connection (the mediator's key for it is the one the victim has).
-    let again = request(&thid, &victim.client.key, "didcomm:transport/queue", "v", true);
+    let again = request(
+        &thid,
+        &victim.client.key,
+        "didcomm:transport/queue",
+        "v",
+        true,
+    );
     let (status, body) = post(
         s.base(),
         envelope(&again, &invitation, Some(&victim.client.key)),
@@ -294,7 +300,13 @@ async fn handshake_fields_are_capped_and_nothing_is_stored() {
             &huge_label,
             true,
         ),
-        request(&long_thread, &attacker, "didcomm:transport/queue", "x", true),
+        request(
+            &long_thread,
+            &attacker,
+            "didcomm:transport/queue",
+            "x",
+            true,
+        ),
     ] {
         let (status, body) = post(s.base(), envelope(&req, &invitation, Some(&attacker))).await;
         assert_eq!(
@@ -304,7 +316,12 @@ async fn handshake_fields_are_capped_and_nothing_is_stored() {
             String::from_utf8_lossy(&body)
         );
         let thid = req["@id"].as_str().unwrap();
-        assert!(s.connections().find_by_thread(thid).await.unwrap().is_none());
+        assert!(s
+            .connections()
+            .find_by_thread(thid)
+            .await
+            .unwrap()
+            .is_none());
     }
     assert_eq!(s.refusals("handshake_size").await, 2);
     legit.still_served(s.base()).await;
@@ -430,10 +447,7 @@ async fn keylists_are_capped_per_connection_and_per_update() {
         .collect();
     let refs: Vec<&str> = eleven.iter().map(String::as_str).collect();
     let r = attacker.add_keys(&refs).await;
-    assert_eq!(
-        r["@type"], PROBLEM,
-        "{r}"
-    );
+    assert_eq!(r["@type"], PROBLEM, "{r}");
     assert_eq!(s.refusals("keylist_update").await, 1);
     legit.still_served(s.base()).await;
 }
@@ -473,10 +487,7 @@ async fn discover_features_answers_are_bounded() {
         ))
         .await
         .unwrap();
-    assert_eq!(
-        answer["@type"], PROBLEM,
-        "{answer}"
-    );
+    assert_eq!(answer["@type"], PROBLEM, "{answer}");
     assert_eq!(s.refusals("discover_queries").await, 1);
     legit.still_served(s.base()).await;
 }
@@ -584,12 +595,8 @@ async fn a_delivery_is_bounded_in_bytes_and_parallel_ones_do_not_grow_memory() {
         .await;
         assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     }
-    let delivery_request = || {
-        Client::msg(
-            "messagepickup/2.0/delivery-request",
-            json!({"limit": 100}),
-        )
-    };
+    let delivery_request =
+        || Client::msg("messagepickup/2.0/delivery-request", json!({"limit": 100}));
     // The peak RSS from here on (writing 5 to clear_refs resets VmHWM to the current RSS).
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
     let before = proc_status_kib(pid, "VmRSS");
@@ -663,10 +670,7 @@ async fn a_replayed_live_delivery_change_does_not_move_the_live_session() {
 async fn a_replayed_delivery_request_does_not_hold_the_victims_messages() {
     let s = Setup::start(&[]).await;
     let victim = Legit::start(s.base()).await;
-    let request = Client::msg(
-        "messagepickup/2.0/delivery-request",
-        json!({"limit": 10}),
-    );
+    let request = Client::msg("messagepickup/2.0/delivery-request", json!({"limit": 10}));
     let captured = victim.client.pack(&request);
     let (status, body) = post(s.base(), captured.clone()).await;
     assert_eq!(status, 200);
@@ -735,10 +739,7 @@ async fn readiness_says_not_ready_while_writes_fail() {
         forward(&legit.routing, legit.recipient.verkey(), 9),
     )
     .await;
-    assert_eq!(
-        (status, code(&body).as_str()),
-        (503, "storage_unavailable")
-    );
+    assert_eq!((status, code(&body).as_str()), (503, "storage_unavailable"));
     redis_config_set(&s, "maxmemory", "0").await;
     until_ready_is(&s, 200).await;
     legit.still_served(s.base()).await;
