@@ -254,12 +254,13 @@ impl MessageQueue for Observed<dyn MessageQueue> {
         limit: usize,
         recipient_key: Option<&VerKey>,
         lease_ms: u64,
+        max_bytes: Option<u64>,
     ) -> Result<Vec<QueuedMessage>> {
         self.probe
             .run(
                 "queue.lease",
                 self.inner
-                    .lease(connection_id, limit, recipient_key, lease_ms),
+                    .lease(connection_id, limit, recipient_key, lease_ms, max_bytes),
             )
             .await
     }
