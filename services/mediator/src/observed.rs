@@ -157,6 +157,12 @@ impl ConnectionStore for Observed<dyn ConnectionStore> {
             .run("connections.delete", self.inner.delete(id))
             .await
     }
+
+    async fn sweep_expired(&self, max: usize) -> Result<u64> {
+        self.probe
+            .run("connections.sweep_expired", self.inner.sweep_expired(max))
+            .await
+    }
 }
 
 #[async_trait]

@@ -120,6 +120,11 @@ macro_rules! __connection_store_checks {
                 delete_drops_index_entries,
                 their_key_shared_by_two_connections,
                 base58_and_did_key_are_one_key,
+                expiring_record_exists_until_its_expiry,
+                insert_takes_identities_of_expired_records,
+                update_and_expired_records,
+                update_without_expiry_makes_record_permanent,
+                sweep_removes_expired_records_up_to_max,
             ],
             $($args)*
         }
