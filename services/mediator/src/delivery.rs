@@ -138,7 +138,9 @@ impl Mediator {
             // Only those that wait: one in flight (delivered elsewhere) is not sent twice.
             Some(ids) => queue.lease_ids(connection, ids, lease).await?,
             None => {
-                let leased = queue.lease(connection, usize::MAX, None, lease).await?;
+                let leased = queue
+                    .lease(connection, usize::MAX, None, lease, None)
+                    .await?;
                 self.stats()
                     .redelivered(leased.iter().filter(|q| q.deliveries > 1).count());
                 leased
@@ -337,7 +339,7 @@ impl Mediator {
             let messages = match self
                 .stores()
                 .queue
-                .lease(connection, batch, None, lease)
+                .lease(connection, batch, None, lease, None)
                 .await
             {
                 Ok(m) => m,

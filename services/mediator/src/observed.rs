@@ -157,6 +157,12 @@ impl ConnectionStore for Observed<dyn ConnectionStore> {
             .run("connections.delete", self.inner.delete(id))
             .await
     }
+
+    async fn sweep_expired(&self, max: usize) -> Result<u64> {
+        self.probe
+            .run("connections.sweep_expired", self.inner.sweep_expired(max))
+            .await
+    }
 }
 
 #[async_trait]
@@ -254,12 +260,13 @@ impl MessageQueue for Observed<dyn MessageQueue> {
         limit: usize,
         recipient_key: Option<&VerKey>,
         lease_ms: u64,
+        max_bytes: Option<u64>,
     ) -> Result<Vec<QueuedMessage>> {
         self.probe
             .run(
                 "queue.lease",
                 self.inner
-                    .lease(connection_id, limit, recipient_key, lease_ms),
+                    .lease(connection_id, limit, recipient_key, lease_ms, max_bytes),
             )
             .await
     }

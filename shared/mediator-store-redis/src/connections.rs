@@ -1,9 +1,11 @@
 //! [`ConnectionStore`] on Redis.
 //!
-//! Records and all three indexes live in four keys under the store's one hash tag (see the crate
-//! docs for the layout): a record and its index entries change together in one script, so a
-//! reader never sees a record without its entries or an entry without its record. Each
-//! operation is one round trip. This module must not read a record and then write on the
+//! Records, all three indexes and the expiry index live in five keys under the store's one hash
+//! tag (see the crate docs for the layout): a record and its index entries change together in one
+//! script, so a reader never sees a record without its entries or an entry without its record.
+//! Each operation is one round trip. Expiry is judged inside the scripts by the Redis server's
+//! clock (`TIME`): every lookup checks the record's score in the expiry index (one `ZSCORE`), and
+//! the writes that need an expired record's identities remove it in the same script. This module must not read a record and then write on the
 //! strength of that read from the client: every check-then-write happens inside one script.
 
 use std::sync::{Arc, LazyLock};
@@ -19,11 +21,24 @@ use crate::{
     pool::{RedisConnection, RedisPool},
 };
 
-/// The scripts that write share their helpers (`connection_common.lua`).
+/// Every script starts with the clock and expiry check (`connection_clock.lua`).
+macro_rules! reading_script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/connection_clock.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+/// The scripts that write also share their helpers (`connection_common.lua`).
 macro_rules! writing_script {
     ($file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
+                include_str!("lua/connection_clock.lua"),
                 include_str!("lua/connection_common.lua"),
                 include_str!(concat!("lua/", $file))
             ))
@@ -34,10 +49,10 @@ macro_rules! writing_script {
 static INSERT: LazyLock<Script> = writing_script!("connection_insert.lua");
 static UPDATE: LazyLock<Script> = writing_script!("connection_update.lua");
 static DELETE: LazyLock<Script> = writing_script!("connection_delete.lua");
-static FIND_UNIQUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/connection_find_unique.lua")));
-static FIND_THEIR: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/connection_find_their.lua")));
+static SWEEP: LazyLock<Script> = writing_script!("connection_sweep.lua");
+static GET: LazyLock<Script> = reading_script!("connection_get.lua");
+static FIND_UNIQUE: LazyLock<Script> = reading_script!("connection_find_unique.lua");
+static FIND_THEIR: LazyLock<Script> = reading_script!("connection_find_their.lua");
 
 /// Connection records in Redis. Clones share the pool (cheap to clone).
 #[derive(Clone)]
@@ -77,7 +92,13 @@ impl RedisConnectionStore {
         call.arg(record.id.as_str())
             .arg(json)
             .arg(stored_key(&record.my_verkey))
-            .arg(&record.thread_id);
+            .arg(&record.thread_id)
+            .arg(
+                record
+                    .expires_at_ms
+                    .map(|at| at.to_string())
+                    .unwrap_or_default(),
+            );
         for key in &record.their_keys {
             call.arg(stored_key(key));
         }
@@ -90,7 +111,8 @@ impl RedisConnectionStore {
         call.key(&self.keys.records)
             .key(&self.keys.by_my_verkey)
             .key(&self.keys.by_thread)
-            .key(&self.keys.by_their_verkey);
+            .key(&self.keys.by_their_verkey)
+            .key(&self.keys.expiring);
     }
 
     async fn find_unique(
@@ -103,6 +125,7 @@ impl RedisConnectionStore {
         let json: Option<Vec<u8>> = FIND_UNIQUE
             .key(&self.keys.records)
             .key(index)
+            .key(&self.keys.expiring)
             .arg(value)
             .invoke_async(&mut conn)
             .await
@@ -133,6 +156,7 @@ impl ConnectionStore for RedisConnectionStore {
             1 => Entity::Connection(record.id.clone()),
             2 => Entity::ConnectionWithMyVerkey(record.my_verkey),
             3 => Entity::ConnectionWithThread(record.thread_id.clone()),
+            5 => return Err(corrupt_index(&record.id)),
             code => return Err(unknown("connection insert", code)),
         };
         Err(StoreError::Conflict { what })
@@ -157,10 +181,11 @@ impl ConnectionStore for RedisConnectionStore {
 
     async fn get(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>> {
         let mut conn = self.connection().await?;
-        let json: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(&self.keys.records)
+        let json: Option<Vec<u8>> = GET
+            .key(&self.keys.records)
+            .key(&self.keys.expiring)
             .arg(id.as_str())
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
             .map_err(error::redis)?;
         json.map(|json| decode(&json, || format!("connection record {id}")))
@@ -180,6 +205,7 @@ impl ConnectionStore for RedisConnectionStore {
         let found: Vec<Vec<u8>> = FIND_THEIR
             .key(&self.keys.records)
             .key(&self.keys.by_their_verkey)
+            .key(&self.keys.expiring)
             .arg(stored_key(key))
             .invoke_async(&mut conn)
             .await
@@ -219,5 +245,16 @@ impl ConnectionStore for RedisConnectionStore {
             5 => Err(corrupt_index(id)),
             code => Err(unknown("connection delete", code)),
         }
+    }
+
+    async fn sweep_expired(&self, max: usize) -> Result<u64> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut call = SWEEP.prepare_invoke();
+        self.index_keys(&mut call);
+        call.arg(max);
+        let mut conn = self.connection().await?;
+        call.invoke_async(&mut conn).await.map_err(error::redis)
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct ConnectionKeys {
     pub(crate) by_thread: String,
     /// Sorted set, every score 0: `"<their key base58> <connection id>"`, read by lex range.
     pub(crate) by_their_verkey: String,
+    /// Sorted set: id of each record that expires -> its expiry (unix ms).
+    pub(crate) expiring: String,
 }
 
 impl ConnectionKeys {
@@ -65,6 +67,7 @@ impl ConnectionKeys {
             by_my_verkey: space.key("by-my-verkey"),
             by_thread: space.key("by-thread"),
             by_their_verkey: space.key("by-their-verkey"),
+            expiring: space.key("expiring"),
         }
     }
 }
@@ -179,6 +182,7 @@ mod tests {
                 &c.by_my_verkey,
                 &c.by_thread,
                 &c.by_their_verkey,
+                &c.expiring,
             ]
             .map(|k| hash_tag(k).to_owned());
             let keylist = m.keylist(&ConnectionId::from("a}b{c"));
@@ -221,6 +225,7 @@ mod tests {
         let c = ConnectionKeys::new("mediator:");
         assert_eq!(c.records, "{mediator:c}:records");
         assert_eq!(c.by_their_verkey, "{mediator:c}:by-their-verkey");
+        assert_eq!(c.expiring, "{mediator:c}:expiring");
         let m = MediationKeys::new("mediator:");
         assert_eq!(m.key_owner, "{mediator:m}:key-owner");
         assert_eq!(

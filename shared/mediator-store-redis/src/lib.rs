@@ -32,7 +32,7 @@
 //! The cost: a store is served by one node (and its replicas), whatever the cluster size. Its
 //! writes are rare (handshakes, mediation requests, keylist updates), but two reads are hot,
 //! `find_by_my_verkey` on every inbound envelope and `connection_for_key` on every Forward; each
-//! is O(1) (an `EVALSHA` doing two `HGET`s, and one `HGET`), so one node takes many thousands a
+//! is O(1) (an `EVALSHA` doing two `HGET`s and a `ZSCORE`, and one `HGET`), so one node takes many thousands a
 //! second, but they do not spread over the cluster. Records are small, so a slot of a few
 //! hundred thousand connections stays small too. The per-connection message queue, the traffic
 //! that does need to spread, uses one hash tag per connection, `{<prefix>q:<connection id>}`:
@@ -51,6 +51,7 @@
 //! | `{Pc}:by-my-verkey` | hash | `my_verkey` -> connection id (unique) |
 //! | `{Pc}:by-thread` | hash | handshake thread id -> connection id (unique) |
 //! | `{Pc}:by-their-verkey` | sorted set | members `"<their key> <connection id>"`, score 0, read by lex range |
+//! | `{Pc}:expiring` | sorted set | ids of the connection records that expire, scored by `expires_at_ms` (lookups skip the expired; the sweep reads the due ones) |
 //! | `{Pm}:records` | hash | connection id -> mediation record (JSON) |
 //! | `{Pm}:key-owner` | hash | recipient key -> connection id (the Forward routing) |
 //! | `{Pm}:keylist:<connection id>` | sorted set | the connection's recipient keys, scored by registration order |
@@ -63,8 +64,8 @@
 //! | `{Pl}:instance:<instance>` | set | the connections whose live session that instance holds (expires with the instance) |
 //! | `{Px}:queues` | set | connection ids whose queue may hold messages (only the expiry sweep reads it, with `SSCAN`) |
 //!
-//! Queue times are the Redis server's clock (`TIME` inside the scripts), so instances agree on
-//! arrival order, leases and expiry. An empty queue leaves no key.
+//! Queue times and connection expiry are the Redis server's clock (`TIME` inside the scripts), so
+//! instances agree on arrival order, leases and expiry. An empty queue leaves no key.
 //!
 //! No operation uses `KEYS` or `SCAN` (the background expiry sweep uses `SSCAN` on one set). A stored value that does not decode is reported as
 //! [`StoreError::Corrupt`](mediator_store::StoreError::Corrupt); a Redis or pool failure as

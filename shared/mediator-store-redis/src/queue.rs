@@ -285,6 +285,7 @@ impl MessageQueue for RedisMessageQueue {
         limit: usize,
         recipient_key: Option<&VerKey>,
         lease_ms: u64,
+        max_bytes: Option<u64>,
     ) -> Result<Vec<QueuedMessage>> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -292,7 +293,8 @@ impl MessageQueue for RedisMessageQueue {
         let mut call = self.invoke(&LEASE, connection_id);
         call.arg(limit)
             .arg(key_arg(recipient_key))
-            .arg(lease_ms.max(1));
+            .arg(lease_ms.max(1))
+            .arg(cap_arg(max_bytes));
         let mut conn = self.connection().await?;
         let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(error::redis)?;
         self.messages(connection_id, reply)

@@ -40,6 +40,7 @@ fn record() -> ConnectionRecord {
         protocol: HandshakeProtocol::DidExchange { minor: 1 },
         created_at_ms: 1,
         updated_at_ms: 1,
+        expires_at_ms: None,
         id,
     }
 }
@@ -109,6 +110,50 @@ async fn keys_are_stored_in_base58_under_the_store_tag() {
     )
     .await;
     assert_eq!(by_my.as_deref(), Some(rec.id.as_str()));
+}
+
+/// Expired connection records go with every index entry and their expiry entry, whether an
+/// insert takes their identities or the sweep removes them: nothing is left behind.
+#[tokio::test]
+async fn expired_connections_leave_no_keys() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let p = prefix();
+    let store = RedisConnectionStore::new(pool.clone(), &p);
+    let past = mediator_store::unix_ms_now() - 1_000;
+    let swept = ConnectionRecord {
+        expires_at_ms: Some(past),
+        ..record()
+    };
+    let replaced = ConnectionRecord {
+        expires_at_ms: Some(past),
+        their_keys: vec![key(), key()],
+        ..record()
+    };
+    store.insert(&swept).await.expect("insert");
+    store.insert(&replaced).await.expect("insert");
+    let successor = ConnectionRecord {
+        my_verkey: replaced.my_verkey,
+        thread_id: replaced.thread_id.clone(),
+        ..record()
+    };
+    store
+        .insert(&successor)
+        .await
+        .expect("insert over an expired record");
+    assert_eq!(store.sweep_expired(10).await.expect("sweep"), 1);
+    assert!(store.delete(&successor.id).await.expect("delete"));
+    let names = [
+        "records",
+        "by-my-verkey",
+        "by-thread",
+        "by-their-verkey",
+        "expiring",
+    ];
+    for name in names {
+        let exists: i64 = raw(&pool, redis::cmd("EXISTS").arg(format!("{{{p}c}}:{name}"))).await;
+        assert_eq!(exists, 0, "{name} still holds entries of removed records");
+    }
 }
 
 #[tokio::test]

@@ -183,6 +183,7 @@ async fn a_store_keeps_to_one_slot() {
         protocol: HandshakeProtocol::DidExchange { minor: 1 },
         created_at_ms: 1,
         updated_at_ms: 1,
+        expires_at_ms: None,
         id,
     };
     store.insert(&record).await.expect("insert");

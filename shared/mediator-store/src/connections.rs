@@ -90,6 +90,21 @@ pub struct ConnectionRecord {
     pub created_at_ms: u64,
     /// When the record last changed (unix milliseconds). Set by the caller.
     pub updated_at_ms: u64,
+    /// When an unfinished connection stops existing (unix milliseconds), or `None` for a
+    /// permanent one. A handshake that is never completed must not hold its keys and thread id
+    /// for ever: the handler sets this on the records it makes, and an
+    /// [update](ConnectionStore::update) with `None` makes the record permanent (the handshake
+    /// completed). See [`ConnectionStore`] for what expiry means to each operation. Absent from
+    /// the stored form when `None`, so records stored before this field existed still decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+impl ConnectionRecord {
+    /// Has this record expired at `now_ms` (unix milliseconds)?
+    pub fn is_expired_at(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
 }
 
 /// Connection records and their indexes. Used as `Arc<dyn ConnectionStore>`.
@@ -97,6 +112,23 @@ pub struct ConnectionRecord {
 /// Every method is atomic: a concurrent reader sees a record and its indexes either before or
 /// after a write, never half of it. Lookups take [`VerKey`] values, so the text form of a key in
 /// a message does not matter.
+///
+/// # Expiry
+///
+/// A record whose [`expires_at_ms`](ConnectionRecord::expires_at_ms) is at or before now (unix
+/// milliseconds by the store's clock: the process's for the memory backend, the Redis server's
+/// for Redis, so instances whose clocks differ agree) no longer exists for any operation:
+/// - `get`, `find_by_my_verkey`, `find_by_their_verkey` and `find_by_thread` do not return it;
+/// - `insert` treats its id, `my_verkey` and `thread_id` as free: the expired record and all its
+///   index entries are removed in the same atomic step as the insert that needs them;
+/// - `update` of it is [`StoreError::NotFound`](crate::StoreError::NotFound) (and an update that
+///   takes an expired record's `my_verkey` or `thread_id` removes that record, as insert does);
+/// - `delete` of it returns `false` (and removes it).
+///
+/// An update that sets `expires_at_ms: None` makes the record permanent; one that sets another
+/// time moves its expiry. Expired records that nothing touches are removed by
+/// [`ConnectionStore::sweep_expired`]. A record stored with an expiry already past is stored, and
+/// at once does not exist.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
     /// Stores a new record.
@@ -131,8 +163,15 @@ pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
     /// The connection whose handshake thread is `thread_id`.
     async fn find_by_thread(&self, thread_id: &str) -> Result<Option<ConnectionRecord>>;
 
-    /// Deletes the record and its index entries. Returns whether it existed.
+    /// Deletes the record and its index entries. Returns whether it existed (an expired record
+    /// did not: it is removed, and `false` returned).
     async fn delete(&self, id: &ConnectionId) -> Result<bool>;
+
+    /// Removes up to `max` expired records (see [Expiry](ConnectionStore#expiry)), each with all
+    /// its index entries, soonest expired first, and returns how many it removed. For a
+    /// background task: expired records are already invisible to every other operation, this
+    /// only gives their memory back. Never removes a record that has not expired.
+    async fn sweep_expired(&self, max: usize) -> Result<u64>;
 }
 
 #[cfg(test)]
@@ -161,6 +200,39 @@ mod tests {
                 json!("abandoned")
             ]
         );
+    }
+
+    #[test]
+    fn expiry_is_optional_in_the_stored_form() {
+        let stored = json!({
+            "id": "c-1",
+            "state": "completed",
+            "protocol": {"name": "connections-1.0"},
+            "thread_id": "t-1",
+            "invitation_id": null,
+            "their_label": null,
+            "their_did": "did:example:1",
+            "their_did_doc": null,
+            "their_keys": [],
+            "their_routing_keys": [],
+            "their_endpoint": null,
+            "my_did": "did:example:m",
+            "my_verkey": "8HH5gYEeNc3z7PYXmd54d4x6qAfCNrqQqEB3nS7Zfu7K",
+            "created_at_ms": 1,
+            "updated_at_ms": 2,
+        });
+        let mut record: ConnectionRecord =
+            serde_json::from_value(stored.clone()).expect("a record stored without expiry decodes");
+        assert_eq!(record.expires_at_ms, None);
+        assert_eq!(
+            serde_json::to_value(&record).expect("serialise"),
+            stored,
+            "a permanent record must be stored without the field"
+        );
+        record.expires_at_ms = Some(5);
+        let value = serde_json::to_value(&record).expect("serialise");
+        assert_eq!(value["expires_at_ms"], json!(5));
+        assert!(record.is_expired_at(5) && !record.is_expired_at(4));
     }
 
     #[test]

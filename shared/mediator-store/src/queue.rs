@@ -131,12 +131,22 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
     /// Hands out up to `limit` messages that are not in flight, oldest first (with
     /// `recipient_key`, only messages that carry it), and puts them in flight for `lease_ms`. One
     /// atomic step: two concurrent leases never return the same message.
+    ///
+    /// `max_bytes` is a byte budget for the batch (a Pickup `delivery` must not grow past it):
+    /// messages are handed out oldest first while the sum of their payload lengths stays at or
+    /// under `max_bytes`. The first eligible message is always handed out, even when it alone is
+    /// larger (so a large message can still be delivered, alone). The batch ends at the first
+    /// eligible message that would go over the budget: later, smaller messages are not taken
+    /// instead (FIFO is kept). Messages not handed out are left exactly as they were (waiting,
+    /// their `deliveries` unchanged), and backends do not read their payloads. `None`: no byte
+    /// budget, only `limit` counts.
     async fn lease(
         &self,
         connection_id: &ConnectionId,
         limit: usize,
         recipient_key: Option<&VerKey>,
         lease_ms: u64,
+        max_bytes: Option<u64>,
     ) -> Result<Vec<QueuedMessage>>;
 
     /// Hands out those of `ids` that are in this connection's queue and wait (not in flight), in

@@ -213,6 +213,7 @@ pub async fn didexchange_request(
         my_verkey: *my_key.verkey(),
         created_at_ms: existing.as_ref().map_or(now, |c| c.created_at_ms),
         updated_at_ms: now,
+        expires_at_ms: None,
     };
     save(m, &record, existing.is_some()).await?;
     info!(connection = %id, label = ?req.label, their_did = %short(&req.did), "DID exchange request accepted");
@@ -300,6 +301,7 @@ pub async fn connections_request(
         my_verkey: *my_key.verkey(),
         created_at_ms: existing.as_ref().map_or(now, |c| c.created_at_ms),
         updated_at_ms: now,
+        expires_at_ms: None,
     };
     save(m, &record, existing.is_some()).await?;
     info!(connection = %id, label = ?req.label, "connections request accepted");

@@ -121,6 +121,7 @@ async fn lease(
             limit,
             key,
             m.config().pickup.redelivery_after_ms,
+            None,
         )
         .await?;
     m.stats()

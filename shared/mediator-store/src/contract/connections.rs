@@ -1,13 +1,13 @@
 //! Contract checks of [`ConnectionStore`]. Each takes a fresh, empty store.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use didcomm_envelope::VerKey;
 
 use super::random_key;
 use crate::{
-    ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, Entity, HandshakeProtocol,
-    StoreError,
+    unix_ms_now, ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, Entity,
+    HandshakeProtocol, StoreError,
 };
 
 /// A complete record with random keys and ids.
@@ -32,6 +32,7 @@ fn sample() -> ConnectionRecord {
         protocol: HandshakeProtocol::DidExchange { minor: 1 },
         created_at_ms: 1_700_000_000_000,
         updated_at_ms: 1_700_000_000_000,
+        expires_at_ms: None,
         id,
     }
 }
@@ -589,4 +590,240 @@ pub async fn base58_and_did_key_are_one_key(store: Arc<dyn ConnectionStore>) {
         store.insert(&clash).await.is_err_and(|e| e.is_conflict()),
         "insert: my_verkey as did:key not seen as the same key as the stored base58 one"
     );
+}
+
+/// A sample record that expires at `expires_at_ms`.
+fn expiring(expires_at_ms: u64) -> ConnectionRecord {
+    ConnectionRecord {
+        expires_at_ms: Some(expires_at_ms),
+        ..sample()
+    }
+}
+
+/// Sleeps until the wall clock is past `at_ms` by a margin (the stores' clock is this host's:
+/// the process's, or the local Redis server's).
+async fn wait_past(at_ms: u64) {
+    let target = at_ms + 100;
+    let now = unix_ms_now();
+    if target > now {
+        tokio::time::sleep(Duration::from_millis(target - now)).await;
+    }
+}
+
+/// What every lookup finds of `record`: by id, by `my_verkey`, by thread, by each of
+/// `their_keys` (whether that lookup lists it).
+async fn visibility(store: &dyn ConnectionStore, record: &ConnectionRecord) -> [bool; 4] {
+    let mut their = true;
+    for key in &record.their_keys {
+        their &= by_their(store, key).await.contains(&record.id);
+    }
+    [
+        get(store, &record.id).await.is_some(),
+        by_my(store, &record.my_verkey).await.as_ref() == Some(&record.id),
+        by_thread(store, &record.thread_id).await.as_ref() == Some(&record.id),
+        their,
+    ]
+}
+
+/// A record with an expiry is found by every lookup until then; once its expiry has passed no
+/// lookup finds it, its update is `NotFound` and its delete returns `false`. A permanent record
+/// next to it stays.
+pub async fn expiring_record_exists_until_its_expiry(store: Arc<dyn ConnectionStore>) {
+    let at = unix_ms_now() + 400;
+    let (a, b) = (expiring(at), expiring(at));
+    let permanent = sample();
+    for record in [&a, &b, &permanent] {
+        insert(&*store, record).await;
+    }
+    assert_eq!(
+        visibility(&*store, &a).await,
+        [true; 4],
+        "[get, find_by_my_verkey, find_by_thread, find_by_their_verkey]: a record that has not \
+         expired yet must be found by each"
+    );
+    wait_past(at).await;
+    for record in [&a, &b] {
+        assert_eq!(
+            visibility(&*store, record).await,
+            [false; 4],
+            "[get, find_by_my_verkey, find_by_thread, find_by_their_verkey]: an expired record \
+             must be found by none"
+        );
+    }
+    match store.update(&a).await {
+        Err(StoreError::NotFound { what }) => assert_eq!(what, Entity::Connection(a.id.clone())),
+        other => panic!("update of an expired record: expected NotFound, got {other:?}"),
+    }
+    assert!(
+        !store.delete(&b.id).await.expect("delete failed"),
+        "delete of an expired record must return false"
+    );
+    assert_eq!(
+        visibility(&*store, &permanent).await,
+        [true; 4],
+        "a permanent record must outlive its expiring neighbours"
+    );
+}
+
+/// Insert treats the id, `my_verkey` and `thread_id` of expired records as free: a new record
+/// may take them, and then is what every lookup finds; the expired records are gone with all
+/// their index entries (nothing is left for the sweep; their other keys find nothing).
+pub async fn insert_takes_identities_of_expired_records(store: Arc<dyn ConnectionStore>) {
+    let past = unix_ms_now() - 1_000;
+    let same_id = expiring(past);
+    let same_keys = expiring(past);
+    insert(&*store, &same_id).await;
+    insert(&*store, &same_keys).await;
+    assert_eq!(visibility(&*store, &same_id).await, [false; 4]);
+
+    let reuse_id = ConnectionRecord {
+        id: same_id.id.clone(),
+        ..sample()
+    };
+    store
+        .insert(&reuse_id)
+        .await
+        .expect("insert: the id of an expired record must be free");
+    let reuse_keys = ConnectionRecord {
+        my_verkey: same_keys.my_verkey,
+        thread_id: same_keys.thread_id.clone(),
+        ..sample()
+    };
+    store
+        .insert(&reuse_keys)
+        .await
+        .expect("insert: my_verkey and thread_id of an expired record must be free");
+    for record in [&reuse_id, &reuse_keys] {
+        assert_eq!(
+            visibility(&*store, record).await,
+            [true; 4],
+            "the record that took an expired record's identities must be found by each lookup"
+        );
+    }
+    assert_eq!(get(&*store, &same_id.id).await, Some(reuse_id));
+    for key in same_id.their_keys.iter().chain(&same_keys.their_keys) {
+        assert!(
+            by_their(&*store, key).await.is_empty(),
+            "find_by_their_verkey: a key of a replaced expired record still finds something"
+        );
+    }
+    assert_eq!(
+        store.sweep_expired(100).await.expect("sweep failed"),
+        0,
+        "the expired records must have been removed by the inserts that took their identities"
+    );
+}
+
+/// Update of an expired record is `NotFound` and does not bring it back; an update may take the
+/// `my_verkey` and thread of an expired record; an update can move a record's expiry into the
+/// past (then it is gone).
+pub async fn update_and_expired_records(store: Arc<dyn ConnectionStore>) {
+    let past = unix_ms_now() - 1_000;
+    let gone = expiring(past);
+    insert(&*store, &gone).await;
+    let revived = ConnectionRecord {
+        expires_at_ms: None,
+        ..gone.clone()
+    };
+    assert!(
+        matches!(
+            store.update(&revived).await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "update of an expired record must be NotFound, even one that clears the expiry"
+    );
+    assert_eq!(visibility(&*store, &gone).await, [false; 4]);
+
+    let blocker = expiring(past);
+    insert(&*store, &blocker).await;
+    let live = sample();
+    insert(&*store, &live).await;
+    let moved = ConnectionRecord {
+        my_verkey: blocker.my_verkey,
+        thread_id: blocker.thread_id.clone(),
+        ..live.clone()
+    };
+    store
+        .update(&moved)
+        .await
+        .expect("update: my_verkey and thread_id of an expired record must be free");
+    assert_eq!(visibility(&*store, &moved).await, [true; 4]);
+
+    let ended = ConnectionRecord {
+        expires_at_ms: Some(past),
+        ..moved.clone()
+    };
+    store.update(&ended).await.expect("update failed");
+    assert_eq!(
+        visibility(&*store, &ended).await,
+        [false; 4],
+        "a record updated to an expiry in the past must be gone"
+    );
+}
+
+/// An update with `expires_at_ms: None` (the handshake completed) makes the record permanent:
+/// it is still there after its former expiry, and the sweep leaves it.
+pub async fn update_without_expiry_makes_record_permanent(store: Arc<dyn ConnectionStore>) {
+    let at = unix_ms_now() + 400;
+    let record = expiring(at);
+    insert(&*store, &record).await;
+    let completed = ConnectionRecord {
+        state: ConnectionState::Completed,
+        expires_at_ms: None,
+        ..record.clone()
+    };
+    store
+        .update(&completed)
+        .await
+        .expect("update of a record that has not expired failed");
+    wait_past(at).await;
+    assert_eq!(
+        store.sweep_expired(100).await.expect("sweep failed"),
+        0,
+        "sweep removed a record made permanent"
+    );
+    assert_eq!(
+        visibility(&*store, &completed).await,
+        [true; 4],
+        "a record updated with expires_at_ms None must not expire"
+    );
+    assert_eq!(get(&*store, &record.id).await, Some(completed));
+}
+
+/// The sweep removes expired records only, at most `max` a call, with their index entries (their
+/// `my_verkey` and thread are free afterwards, their keys find nothing); records that expire
+/// later and permanent ones stay.
+pub async fn sweep_removes_expired_records_up_to_max(store: Arc<dyn ConnectionStore>) {
+    let now = unix_ms_now();
+    let expired: Vec<ConnectionRecord> = (1..=3).map(|i| expiring(now - i * 1_000)).collect();
+    let later = expiring(now + 3_600_000);
+    let permanent = sample();
+    for record in expired.iter().chain([&later, &permanent]) {
+        insert(&*store, record).await;
+    }
+    assert_eq!(store.sweep_expired(2).await.expect("sweep failed"), 2);
+    assert_eq!(store.sweep_expired(10).await.expect("sweep failed"), 1);
+    assert_eq!(store.sweep_expired(10).await.expect("sweep failed"), 0);
+    for record in [&later, &permanent] {
+        assert_eq!(
+            visibility(&*store, record).await,
+            [true; 4],
+            "sweep removed a record that has not expired"
+        );
+    }
+    for record in &expired {
+        for key in &record.their_keys {
+            assert!(by_their(&*store, key).await.is_empty());
+        }
+        let successor = ConnectionRecord {
+            id: record.id.clone(),
+            my_verkey: record.my_verkey,
+            thread_id: record.thread_id.clone(),
+            ..sample()
+        };
+        store
+            .insert(&successor)
+            .await
+            .expect("insert: identities of a swept record must be free");
+    }
 }

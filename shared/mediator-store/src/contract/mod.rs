@@ -120,6 +120,11 @@ macro_rules! __connection_store_checks {
                 delete_drops_index_entries,
                 their_key_shared_by_two_connections,
                 base58_and_did_key_are_one_key,
+                expiring_record_exists_until_its_expiry,
+                insert_takes_identities_of_expired_records,
+                update_and_expired_records,
+                update_without_expiry_makes_record_permanent,
+                sweep_removes_expired_records_up_to_max,
             ],
             $($args)*
         }
@@ -177,7 +182,10 @@ macro_rules! __message_queue_checks {
                 lease_hands_out_each_message_once_while_in_flight,
                 lease_expires,
                 add_leased_is_in_flight_at_once,
-                                lease_filters_and_stays_in_its_connection,
+                lease_filters_and_stays_in_its_connection,
+                lease_byte_budget_stops_the_batch,
+                lease_hands_out_an_over_budget_first_message_alone,
+                lease_without_byte_budget_counts_messages_only,
                 lease_ids_hands_out_only_waiting_messages,
                 concurrent_leases_never_share_a_message,
                 totals_count_every_queue,

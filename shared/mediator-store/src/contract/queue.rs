@@ -666,7 +666,7 @@ async fn lease(
     lease_ms: u64,
 ) -> Vec<QueuedMessage> {
     store
-        .lease(conn, limit, key, lease_ms)
+        .lease(conn, limit, key, lease_ms, None)
         .await
         .expect("lease failed")
 }
@@ -872,7 +872,7 @@ pub async fn concurrent_leases_never_share_a_message(store: Arc<dyn MessageQueue
             let mut mine = Vec::new();
             loop {
                 let got = store
-                    .lease(&conn, 3, None, 60_000)
+                    .lease(&conn, 3, None, 60_000, None)
                     .await
                     .expect("concurrent lease failed");
                 if got.is_empty() {
@@ -894,6 +894,135 @@ pub async fn concurrent_leases_never_share_a_message(store: Arc<dyn MessageQueue
     assert_eq!(
         seen, added,
         "concurrent lease: not every message was handed out"
+    );
+}
+
+async fn lease_within(
+    store: &dyn MessageQueue,
+    conn: &ConnectionId,
+    key: Option<&VerKey>,
+    max_bytes: Option<u64>,
+) -> Vec<QueuedMessage> {
+    store
+        .lease(conn, usize::MAX, key, 60_000, max_bytes)
+        .await
+        .expect("lease failed")
+}
+
+/// The (id, deliveries) of every message of the queue, in order.
+async fn deliveries(store: &dyn MessageQueue, conn: &ConnectionId) -> Vec<(MessageId, u32)> {
+    take_all(store, conn)
+        .await
+        .into_iter()
+        .map(|m| (m.id, m.deliveries))
+        .collect()
+}
+
+/// A byte budget ends the batch at the first message that would pass it, even when a later,
+/// smaller message would still fit (FIFO); a batch may use the budget exactly. What is not
+/// handed out stays waiting, its `deliveries` unchanged, and the next lease hands it out.
+pub async fn lease_byte_budget_stops_the_batch(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = Vec::new();
+    for payload in [&b"aaaa"[..], b"bbbb", b"cccc", b"d"] {
+        added.push(add(&*store, &conn, &[key], payload).await);
+    }
+    let first = lease_within(&*store, &conn, None, Some(9)).await;
+    assert_eq!(
+        ids(&first),
+        added[..2],
+        "lease(max_bytes 9) of 4+4+4+1 bytes: must hand out the first two (8 bytes) and stop at \
+         the third, without skipping to the 1-byte fourth"
+    );
+    assert_eq!(
+        (&first[0].payload[..], &first[1].payload[..]),
+        (&b"aaaa"[..], &b"bbbb"[..]),
+        "lease: payloads of a budgeted batch changed"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!(
+        (s.message_count, s.in_flight, s.total_bytes),
+        (2, 2, 5),
+        "status: messages left out of a budgeted batch must still wait"
+    );
+    assert_eq!(
+        deliveries(&*store, &conn).await,
+        [
+            (added[0].clone(), 1),
+            (added[1].clone(), 1),
+            (added[2].clone(), 0),
+            (added[3].clone(), 0),
+        ],
+        "lease: messages left out of a budgeted batch must keep their deliveries"
+    );
+    let second = lease_within(&*store, &conn, None, Some(5)).await;
+    assert_eq!(
+        ids(&second),
+        added[2..],
+        "lease(max_bytes 5) of the waiting 4+1 bytes: a batch may use the budget exactly"
+    );
+    assert!(second.iter().all(|m| m.deliveries == 1));
+}
+
+/// The first eligible message is handed out even when alone it is larger than the budget; then
+/// the batch ends (the small one behind it waits for the next lease). The first eligible one is
+/// the first that carries the asked recipient key.
+pub async fn lease_hands_out_an_over_budget_first_message_alone(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let (key, other_key) = (random_key(), random_key());
+    let foreign = add(&*store, &conn, &[other_key], &[b'x'; 64]).await;
+    let big = add(&*store, &conn, &[key], &[b'b'; 100]).await;
+    let small = add(&*store, &conn, &[key], b"s").await;
+    let got = lease_within(&*store, &conn, Some(&key), Some(10)).await;
+    assert_eq!(
+        ids(&got),
+        std::slice::from_ref(&big),
+        "lease: a first message over the budget must be handed out, alone"
+    );
+    assert_eq!(
+        got[0].payload.len(),
+        100,
+        "lease: payload of the big message"
+    );
+    assert_eq!(
+        deliveries(&*store, &conn).await,
+        [(foreign.clone(), 0), (big.clone(), 1), (small.clone(), 0)],
+        "lease: only the big message may be in flight"
+    );
+    assert_eq!(
+        ids(&lease_within(&*store, &conn, Some(&key), Some(0)).await),
+        [small],
+        "lease(max_bytes 0): the first eligible message must still be handed out"
+    );
+    assert_eq!(
+        ids(&lease_within(&*store, &conn, None, Some(1)).await),
+        [foreign],
+        "lease: the over-budget first waiting message must be handed out"
+    );
+}
+
+/// Without a byte budget only `limit` bounds the batch, however large the payloads.
+pub async fn lease_without_byte_budget_counts_messages_only(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let mut added = Vec::new();
+    for i in 0..4u8 {
+        added.push(add(&*store, &conn, &[key], &[i; 10_000]).await);
+    }
+    let got = store
+        .lease(&conn, 3, None, 60_000, None)
+        .await
+        .expect("lease failed");
+    assert_eq!(
+        ids(&got),
+        added[..3],
+        "lease(limit 3, max_bytes None): must hand out 3 messages whatever their size"
+    );
+    assert!(got.iter().all(|m| m.payload.len() == 10_000));
+    assert_eq!(
+        ids(&lease_within(&*store, &conn, None, None).await),
+        added[3..]
     );
 }
 

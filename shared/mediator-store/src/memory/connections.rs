@@ -13,6 +13,7 @@ use crate::{
     connections::{ConnectionRecord, ConnectionStore},
     error::{Entity, Result, StoreError},
     ids::ConnectionId,
+    unix_ms_now,
 };
 
 /// Connection records in memory. Clones share the same records.
@@ -28,6 +29,8 @@ struct State {
     by_my_verkey: HashMap<VerKey, ConnectionId>,
     by_their_verkey: HashMap<VerKey, BTreeSet<ConnectionId>>,
     by_thread: HashMap<String, ConnectionId>,
+    /// The records that expire, by expiry then id: what the sweep removes first.
+    expiring: BTreeSet<(u64, ConnectionId)>,
 }
 
 impl MemoryConnectionStore {
@@ -50,7 +53,38 @@ impl State {
         None
     }
 
+    /// The record with this id, unless it has expired.
+    fn live(&self, id: &ConnectionId, now: u64) -> Option<&ConnectionRecord> {
+        self.records.get(id).filter(|r| !r.is_expired_at(now))
+    }
+
+    /// Removes the record `id` with its index entries if it has expired; returns whether it did.
+    fn purge_if_expired(&mut self, id: &ConnectionId, now: u64) -> bool {
+        if !self.records.get(id).is_some_and(|r| r.is_expired_at(now)) {
+            return false;
+        }
+        if let Some(old) = self.records.remove(id) {
+            self.unindex(&old);
+        }
+        true
+    }
+
+    /// Frees the unique identities of `record` that expired records hold (insert and update treat
+    /// them as free).
+    fn purge_expired_holders(&mut self, record: &ConnectionRecord, now: u64) {
+        let holders = [
+            self.by_my_verkey.get(&record.my_verkey).cloned(),
+            self.by_thread.get(&record.thread_id).cloned(),
+        ];
+        for holder in holders.into_iter().flatten() {
+            self.purge_if_expired(&holder, now);
+        }
+    }
+
     fn index(&mut self, record: &ConnectionRecord) {
+        if let Some(at) = record.expires_at_ms {
+            self.expiring.insert((at, record.id.clone()));
+        }
         self.by_my_verkey
             .insert(record.my_verkey, record.id.clone());
         self.by_thread
@@ -64,6 +98,9 @@ impl State {
     }
 
     fn unindex(&mut self, record: &ConnectionRecord) {
+        if let Some(at) = record.expires_at_ms {
+            self.expiring.remove(&(at, record.id.clone()));
+        }
         if self.by_my_verkey.get(&record.my_verkey) == Some(&record.id) {
             self.by_my_verkey.remove(&record.my_verkey);
         }
@@ -80,15 +117,18 @@ impl State {
         }
     }
 
-    fn by_index(&self, id: Option<&ConnectionId>) -> Option<ConnectionRecord> {
-        id.and_then(|id| self.records.get(id)).cloned()
+    fn by_index(&self, id: Option<&ConnectionId>, now: u64) -> Option<ConnectionRecord> {
+        id.and_then(|id| self.live(id, now)).cloned()
     }
 }
 
 #[async_trait]
 impl ConnectionStore for MemoryConnectionStore {
     async fn insert(&self, record: &ConnectionRecord) -> Result<()> {
+        let now = unix_ms_now();
         let mut state = lock(&self.state, "connection")?;
+        state.purge_if_expired(&record.id, now);
+        state.purge_expired_holders(record, now);
         if state.records.contains_key(&record.id) {
             return Err(StoreError::Conflict {
                 what: Entity::Connection(record.id.clone()),
@@ -103,12 +143,15 @@ impl ConnectionStore for MemoryConnectionStore {
     }
 
     async fn update(&self, record: &ConnectionRecord) -> Result<()> {
+        let now = unix_ms_now();
         let mut state = lock(&self.state, "connection")?;
+        state.purge_if_expired(&record.id, now);
         let Some(old) = state.records.get(&record.id).cloned() else {
             return Err(StoreError::NotFound {
                 what: Entity::Connection(record.id.clone()),
             });
         };
+        state.purge_expired_holders(record, now);
         if let Some(what) = state.taken_identity(record) {
             return Err(StoreError::Conflict { what });
         }
@@ -119,23 +162,26 @@ impl ConnectionStore for MemoryConnectionStore {
     }
 
     async fn get(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>> {
+        let now = unix_ms_now();
         let state = lock(&self.state, "connection")?;
-        Ok(state.records.get(id).cloned())
+        Ok(state.live(id, now).cloned())
     }
 
     async fn find_by_my_verkey(&self, key: &VerKey) -> Result<Option<ConnectionRecord>> {
+        let now = unix_ms_now();
         let state = lock(&self.state, "connection")?;
-        Ok(state.by_index(state.by_my_verkey.get(key)))
+        Ok(state.by_index(state.by_my_verkey.get(key), now))
     }
 
     async fn find_by_their_verkey(&self, key: &VerKey) -> Result<Vec<ConnectionRecord>> {
+        let now = unix_ms_now();
         let state = lock(&self.state, "connection")?;
         let mut found: Vec<ConnectionRecord> = state
             .by_their_verkey
             .get(key)
             .into_iter()
             .flatten()
-            .filter_map(|id| state.records.get(id).cloned())
+            .filter_map(|id| state.live(id, now).cloned())
             .collect();
         drop(state);
         found.sort_by(|a, b| {
@@ -147,16 +193,40 @@ impl ConnectionStore for MemoryConnectionStore {
     }
 
     async fn find_by_thread(&self, thread_id: &str) -> Result<Option<ConnectionRecord>> {
+        let now = unix_ms_now();
         let state = lock(&self.state, "connection")?;
-        Ok(state.by_index(state.by_thread.get(thread_id)))
+        Ok(state.by_index(state.by_thread.get(thread_id), now))
     }
 
     async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+        let now = unix_ms_now();
         let mut state = lock(&self.state, "connection")?;
+        if state.purge_if_expired(id, now) {
+            return Ok(false);
+        }
         let Some(old) = state.records.remove(id) else {
             return Ok(false);
         };
         state.unindex(&old);
         Ok(true)
+    }
+
+    async fn sweep_expired(&self, max: usize) -> Result<u64> {
+        let now = unix_ms_now();
+        let mut state = lock(&self.state, "connection")?;
+        let due: Vec<ConnectionId> = state
+            .expiring
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(max)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut removed = 0;
+        for id in due {
+            if state.purge_if_expired(&id, now) {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }

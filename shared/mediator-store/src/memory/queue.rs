@@ -200,6 +200,7 @@ impl MessageQueue for MemoryMessageQueue {
         limit: usize,
         recipient_key: Option<&VerKey>,
         lease_ms: u64,
+        max_bytes: Option<u64>,
     ) -> Result<Vec<QueuedMessage>> {
         let now = unix_ms_now();
         let mut state = lock(&self.state, "message queue")?;
@@ -208,6 +209,7 @@ impl MessageQueue for MemoryMessageQueue {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        let mut bytes: u64 = 0;
         for entry in queue.by_seq.values_mut() {
             if out.len() >= limit {
                 break;
@@ -215,6 +217,14 @@ impl MessageQueue for MemoryMessageQueue {
             if entry.in_flight(now) || !carries(&entry.message, recipient_key) {
                 continue;
             }
+            // The length is checked before anything is cloned: a message that does not fit is
+            // left alone, and the batch ends there (FIFO: no smaller later message jumps it).
+            let len = payload_len(&entry.message);
+            let total = bytes.saturating_add(len);
+            if !out.is_empty() && max_bytes.is_some_and(|max| total > max) {
+                break;
+            }
+            bytes = total;
             entry.leased_until_ms = now.saturating_add(lease_ms.max(1));
             entry.message.deliveries = entry.message.deliveries.saturating_add(1);
             out.push(entry.message.clone());
