@@ -78,6 +78,34 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     let _ = out.flush();
 }
 
+/// Splits messages (in order) into deliveries of at most `max_count` messages and `max_bytes`
+/// payload bytes each; a message larger than `max_bytes` goes alone.
+fn batches(
+    messages: &[QueuedMessage],
+    max_count: usize,
+    max_bytes: u64,
+) -> impl Iterator<Item = &[QueuedMessage]> {
+    let mut rest = messages;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0u64;
+        let mut n = 0;
+        while n < rest.len() && n < max_count {
+            let len = rest[n].payload.len() as u64;
+            if n > 0 && bytes + len > max_bytes {
+                break;
+            }
+            bytes += len;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n.max(1));
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 impl Mediator {
     /// Sends `items` to a live session as one Pickup 2.0 `delivery` (not threaded: nobody asked
     /// for it), skipping those the session already carried. Returns how many went out. Nothing
@@ -133,33 +161,49 @@ impl Mediator {
             return Ok(0);
         };
         let queue = &self.stores().queue;
-        let lease = self.config().pickup.redelivery_after_ms;
-        let messages: Vec<QueuedMessage> = match only {
-            // Only those that wait: one in flight (delivered elsewhere) is not sent twice.
-            Some(ids) => queue.lease_ids(connection, ids, lease).await?,
-            None => {
-                let leased = queue
-                    .lease(connection, usize::MAX, None, lease, None)
-                    .await?;
-                self.stats()
-                    .redelivered(leased.iter().filter(|q| q.deliveries > 1).count());
-                leased
-            }
-        };
+        let pickup = &self.config().pickup;
+        let lease = pickup.redelivery_after_ms;
         let mut sent = 0;
-        for chunk in messages.chunks(self.config().pickup.max_batch) {
-            let items: Vec<Item<'_>> = chunk
-                .iter()
-                .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
-                .collect();
-            let n = self.deliver_live(connection, &live, &items)?;
-            if n == 0 && !live.session.is_open() {
-                // The session went away: what it did not take waits again.
-                let ids: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
-                queue.release(connection, &ids).await?;
-                return Ok(sent);
+        // Round by round, each at most one delivery's worth (count and bytes) in memory.
+        loop {
+            let messages: Vec<QueuedMessage> = match only {
+                // Only those that wait: one in flight (delivered elsewhere) is not sent twice.
+                Some(ids) => queue.lease_ids(connection, ids, lease).await?,
+                None => {
+                    let leased = queue
+                        .lease(
+                            connection,
+                            pickup.max_batch,
+                            None,
+                            lease,
+                            Some(pickup.max_delivery_bytes),
+                        )
+                        .await?;
+                    self.stats()
+                        .redelivered(leased.iter().filter(|q| q.deliveries > 1).count());
+                    leased
+                }
+            };
+            if messages.is_empty() {
+                break;
             }
-            sent += n;
+            for chunk in batches(&messages, pickup.max_batch, pickup.max_delivery_bytes) {
+                let items: Vec<Item<'_>> = chunk
+                    .iter()
+                    .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
+                    .collect();
+                let n = self.deliver_live(connection, &live, &items)?;
+                if n == 0 && !live.session.is_open() {
+                    // The session went away: what it did not take waits again.
+                    let ids: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
+                    queue.release(connection, &ids).await?;
+                    return Ok(sent);
+                }
+                sent += n;
+            }
+            if only.is_some() {
+                break;
+            }
         }
         Ok(sent)
     }
@@ -257,11 +301,14 @@ impl Mediator {
         let lease = self.config().pickup.redelivery_after_ms;
         let messages = queue.lease_ids(connection, &ids, lease).await?;
         self.stats().redelivered(messages.len());
-        let items: Vec<Item<'_>> = messages
-            .iter()
-            .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
-            .collect();
-        let sent = self.deliver_live(connection, &live, &items)?;
+        let mut sent = 0;
+        for chunk in batches(&messages, batch, self.config().pickup.max_delivery_bytes) {
+            let items: Vec<Item<'_>> = chunk
+                .iter()
+                .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
+                .collect();
+            sent += self.deliver_live(connection, &live, &items)?;
+        }
         if sent > 0 {
             debug!(connection = %connection, messages = sent, "unacknowledged messages delivered again");
         }
@@ -339,7 +386,13 @@ impl Mediator {
             let messages = match self
                 .stores()
                 .queue
-                .lease(connection, batch, None, lease, None)
+                .lease(
+                    connection,
+                    batch,
+                    None,
+                    lease,
+                    Some(self.config().pickup.max_delivery_bytes),
+                )
                 .await
             {
                 Ok(m) => m,

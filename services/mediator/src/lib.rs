@@ -134,7 +134,8 @@ async fn sample_queues(mediator: Mediator) {
 }
 
 /// Removes expired messages from queues nobody touches, now and then (request paths expire the
-/// queues they touch as they go).
+/// queues they touch as they go), and connections whose handshake never completed (invisible
+/// already; this gives their storage back).
 async fn sweep_expired(mediator: Mediator) {
     let every = std::time::Duration::from_millis(mediator.config().queue.sweep_interval_ms);
     let mut tick = tokio::time::interval(every);
@@ -145,6 +146,11 @@ async fn sweep_expired(mediator: Mediator) {
             Ok(0) => {}
             Ok(n) => info!(expired = n, "expired messages removed"),
             Err(err) => warn!(error = %err, "sweeping expired messages failed"),
+        }
+        match mediator.stores().connections.sweep_expired(1000).await {
+            Ok(0) => {}
+            Ok(n) => info!(expired = n, "unfinished connections removed"),
+            Err(err) => warn!(error = %err, "sweeping unfinished connections failed"),
         }
     }
 }

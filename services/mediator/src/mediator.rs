@@ -632,6 +632,7 @@ impl Mediator {
         if conn.state != ConnectionState::Completed {
             let mut updated = conn.clone();
             updated.state = ConnectionState::Completed;
+            updated.expires_at_ms = None;
             updated.updated_at_ms = mediator_store::unix_ms_now();
             self.stores.connections.update(&updated).await?;
             info!(connection = %conn.id, label = ?conn.their_label, "connection completed");

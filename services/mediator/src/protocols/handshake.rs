@@ -213,7 +213,8 @@ pub async fn didexchange_request(
         my_verkey: *my_key.verkey(),
         created_at_ms: existing.as_ref().map_or(now, |c| c.created_at_ms),
         updated_at_ms: now,
-        expires_at_ms: None,
+        // Unfinished handshakes do not stay: completion makes the record permanent.
+        expires_at_ms: Some(now + m.config().handshake.pending_ttl_secs.saturating_mul(1000)),
     };
     save(m, &record, existing.is_some()).await?;
     info!(connection = %id, label = ?req.label, their_did = %short(&req.did), "DID exchange request accepted");
@@ -301,7 +302,8 @@ pub async fn connections_request(
         my_verkey: *my_key.verkey(),
         created_at_ms: existing.as_ref().map_or(now, |c| c.created_at_ms),
         updated_at_ms: now,
-        expires_at_ms: None,
+        // Unfinished handshakes do not stay: completion makes the record permanent.
+        expires_at_ms: Some(now + m.config().handshake.pending_ttl_secs.saturating_mul(1000)),
     };
     save(m, &record, existing.is_some()).await?;
     info!(connection = %id, label = ?req.label, "connections request accepted");

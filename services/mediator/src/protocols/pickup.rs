@@ -106,7 +106,8 @@ struct DeliveryRequest {
     recipient_key: Option<String>,
 }
 
-/// Hands out waiting messages (oldest first) and puts them in flight; counts redeliveries.
+/// Hands out waiting messages (oldest first, at most `pickup.max_delivery_bytes` of them but
+/// always one) and puts them in flight; counts redeliveries.
 async fn lease(
     m: &Mediator,
     connection: &mediator_store::ConnectionId,
@@ -121,7 +122,7 @@ async fn lease(
             limit,
             key,
             m.config().pickup.redelivery_after_ms,
-            None,
+            Some(m.config().pickup.max_delivery_bytes),
         )
         .await?;
     m.stats()
