@@ -38,7 +38,13 @@ impl TestMediator {
         let addr = listener
             .local_addr()
             .context("the mediator listener's address")?;
-        let mut vars = vec![
+        // The interop agents and the harness all talk from 127.0.0.1: per-address rate limits
+        // would limit the whole test, not one client, so they are off here (`env` may set them).
+        let mut vars: Vec<(String, String)> = mediator::config::RATE_LIMITS_OFF
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        vars.extend([
             (
                 "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
                 format!("http://{addr}"),
@@ -47,7 +53,7 @@ impl TestMediator {
                 "MEDIATOR_PUBLIC_WS_ENDPOINT".to_owned(),
                 format!("ws://{addr}"),
             ),
-        ];
+        ]);
         // `Config::load` collects the variables into a map: a later duplicate replaces an
         // earlier one, so `env` overrides the defaults above.
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));

@@ -28,8 +28,12 @@ impl Instance {
     pub async fn start_with(max_message_bytes: Option<usize>, extra: &[(&str, &str)]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut env: Vec<(String, String)> = extra
+        // Every client of a test comes from 127.0.0.1, and some tests send hundreds of messages
+        // a second: per-address rate limits are off here unless `extra` sets them (a later
+        // duplicate wins in `Config::load`).
+        let mut env: Vec<(String, String)> = mediator::config::RATE_LIMITS_OFF
             .iter()
+            .chain(extra)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         env.extend([

@@ -53,6 +53,9 @@ impl Proc {
             .env("MEDIATOR_CLUSTER__LIVE_LEASE_MS", "3000")
             .env("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "2000")
             .env("MEDIATOR_LOG", "info")
+            // The process tests' clients all come from 127.0.0.1 and send hundreds of messages a
+            // second: per-address rate limits off, unless `extra` sets them (it comes last).
+            .envs(mediator::config::RATE_LIMITS_OFF)
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             // Start-up errors go to stderr: into the same log, so a failed start explains itself.
