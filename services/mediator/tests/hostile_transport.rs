@@ -368,3 +368,59 @@ async fn a_slow_body_gets_408() {
     assert_eq!(i.mediator.stats().refusals(Limit::BodyTimeout), 1);
     i.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_frames_and_upgrades_over_the_rate_are_refused_and_the_socket_stays_open() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{http::StatusCode, Error, Message};
+    let i = Instance::start_with(
+        None,
+        &[
+            ("MEDIATOR_RATE_LIMIT__MESSAGES_PER_SECOND", "0.2"),
+            ("MEDIATOR_RATE_LIMIT__MESSAGES_BURST", "2"),
+            ("MEDIATOR_RATE_LIMIT__UPGRADES_PER_SECOND", "0.2"),
+            ("MEDIATOR_RATE_LIMIT__UPGRADES_BURST", "2"),
+        ],
+    )
+    .await;
+    let url = i.base.replacen("http://", "ws://", 1);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        ws.send(Message::text("not an envelope")).await.unwrap();
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer within 10 s")
+            .expect("socket open")
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&frame.into_data()).unwrap();
+        answers.push(answer["error"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(answers, ["bad_envelope", "bad_envelope", "rate_limited"]);
+    // Still open: a ping is answered.
+    ws.send(Message::Ping(vec![7].into())).await.unwrap();
+    let pong = async {
+        loop {
+            match ws.next().await.expect("socket open").unwrap() {
+                Message::Pong(p) if p[..] == [7] => break,
+                _ => continue,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), pong)
+        .await
+        .expect("a pong within 10 s");
+    // Second upgrade is within the burst of two, the third is not.
+    let (_second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("third upgrade: {:?}", other.map(|(_, r)| r.status())),
+    }
+    let stats = i.mediator.stats();
+    assert_eq!(stats.refusals(Limit::RateMessages), 1);
+    assert_eq!(stats.refusals(Limit::RateUpgrades), 1);
+    i.stop().await;
+}
