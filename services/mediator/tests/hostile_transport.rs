@@ -424,3 +424,55 @@ async fn websocket_frames_and_upgrades_over_the_rate_are_refused_and_the_socket_
     assert_eq!(stats.refusals(Limit::RateUpgrades), 1);
     i.stop().await;
 }
+
+/// Out of descriptors (EMFILE), the accept loop backs off instead of spinning and logs at most
+/// once a second; once the idle sockets are closed by the header timeout it serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_the_accept_loop_backs_off_quietly_and_recovers() {
+    let proc = Proc::start_with_fd_limit(
+        "hostile-emfile",
+        "redis://unused",
+        "unused:",
+        &[
+            ("MEDIATOR_STORAGE__BACKEND", "memory"),
+            ("MEDIATOR_TRANSPORT__HEADER_TIMEOUT_MS", "2000"),
+            // No cap: the descriptors run out first, as they did before the cap existed.
+            ("MEDIATOR_TRANSPORT__MAX_CONNECTIONS", "0"),
+            ("MEDIATOR_LOG", "warn"),
+        ],
+        64,
+    );
+    proc.ready().await;
+    let server = addr_of(&proc.base);
+    let started = Instant::now();
+    // Far more than 64: the kernel completes the handshakes, the mediator cannot accept them.
+    let idle = idle_sockets(server, 150, 50).await;
+    // Served again once the header timeout closed what it had accepted (and the rest are
+    // accepted, timed out and closed in turn): bounded by the backlog drained 2 s at a time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            request(LOCAL, server, "GET", "/healthz", &[], b""),
+        )
+        .await;
+        if let Ok(Some(answer)) = answer {
+            assert_eq!(answer.status, 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again");
+    }
+    let took = started.elapsed();
+    drop(idle);
+    let log = std::fs::read_to_string(&proc.log).unwrap();
+    let accept_errors = log.matches("accept failed").count();
+    assert!(
+        log.contains("Too many open files") && accept_errors >= 1,
+        "the mediator ran out of descriptors: {log}"
+    );
+    // At most one line a second (plus the first).
+    assert!(
+        accept_errors as f64 <= took.as_secs_f64() + 1.0,
+        "{accept_errors} accept-error lines in {took:?}"
+    );
+}
