@@ -476,3 +476,48 @@ async fn out_of_descriptors_the_accept_loop_backs_off_quietly_and_recovers() {
         "{accept_errors} accept-error lines in {took:?}"
     );
 }
+
+/// A full instance (cap and reserve held by idle sockets) still answers on its separate metrics
+/// listener, which shows the refused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_the_metrics_listener_answers_and_counts_the_refusal() {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let listen = metrics.to_string();
+    let proc = Proc::start_with(
+        "hostile-metrics",
+        "redis://unused",
+        "unused:",
+        &[
+            ("MEDIATOR_STORAGE__BACKEND", "memory"),
+            ("MEDIATOR_TRANSPORT__MAX_CONNECTIONS", "20"),
+            ("MEDIATOR_TRANSPORT__HEALTH_RESERVE", "2"),
+            ("MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN", listen.as_str()),
+        ],
+    );
+    proc.ready().await;
+    let server = addr_of(&proc.base);
+    let _idle = idle_sockets(server, 22, 22).await;
+    assert!(
+        request(LOCAL, server, "GET", "/healthz", &[], b"")
+            .await
+            .is_none(),
+        "cap and reserve are full"
+    );
+    let scrape = request(LOCAL, metrics, "GET", "/metrics", &[], b"")
+        .await
+        .expect("the metrics listener answers");
+    assert_eq!(scrape.status, 200);
+    let refused: f64 = scrape
+        .body
+        .lines()
+        .find(|l| {
+            l.starts_with("mediator_limits_refused_total{") && l.contains("limit=\"connections\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no connections refusal series: {}", scrape.body));
+    assert!(refused >= 1.0, "refused {refused}");
+}
