@@ -38,12 +38,13 @@ impl TestMediator {
         let addr = listener
             .local_addr()
             .context("the mediator listener's address")?;
-        let mut vars = vec![
-            // The agents under test listen on loopback: their endpoints are private addresses.
-            (
-                "MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS".to_owned(),
-                "true".to_owned(),
-            ),
+        // The agents under test listen on loopback: their endpoints are private addresses. The
+        // rate limits stay at their defaults (interop runs with the limits on).
+        let mut vars: Vec<(String, String)> = vec![(
+            "MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS".to_owned(),
+            "true".to_owned(),
+        )];
+        vars.extend([
             (
                 "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),
                 format!("http://{addr}"),
@@ -52,7 +53,7 @@ impl TestMediator {
                 "MEDIATOR_PUBLIC_WS_ENDPOINT".to_owned(),
                 format!("ws://{addr}"),
             ),
-        ];
+        ]);
         // `Config::load` collects the variables into a map: a later duplicate replaces an
         // earlier one, so `env` overrides the defaults above.
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));

@@ -13,6 +13,15 @@ use thiserror::Error;
 const DEFAULTS: &str = include_str!("../config.default.toml");
 const ENV_PREFIX: &str = "MEDIATOR";
 
+/// The variables that turn every per-address rate limit off: for test harnesses and load drivers
+/// whose many simulated clients all come from one loopback address (where a per-address limit
+/// would limit the whole test, not a client). Never for a deployment.
+pub const RATE_LIMITS_OFF: [(&str, &str); 3] = [
+    ("MEDIATOR_RATE_LIMIT__MESSAGES_PER_SECOND", "0"),
+    ("MEDIATOR_RATE_LIMIT__UPGRADES_PER_SECOND", "0"),
+    ("MEDIATOR_RATE_LIMIT__CONNECTIONS_PER_SECOND", "0"),
+];
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -47,6 +56,10 @@ pub struct Config {
     pub pickup: PickupConfig,
     /// WebSocket sessions.
     pub websocket: WebSocketConfig,
+    /// TCP connections: timeouts and caps of the listener.
+    pub transport: TransportConfig,
+    /// Per-client-address rate limits.
+    pub rate_limit: RateLimitConfig,
     /// Per-connection queue limits.
     pub queue: QueueConfig,
     /// Handshakes (DID Exchange, Connections) from anyone on the internet.
@@ -341,6 +354,69 @@ pub struct WebSocketConfig {
     /// How long a directly delivered message waits for the socket's confirmation (pong) before
     /// it is left in the queue for a later pickup, ms.
     pub confirm_timeout_ms: u64,
+    /// Most WebSockets open on this instance; an upgrade over it gets 503 (0 = no cap).
+    pub max_sessions: usize,
+    /// Most WebSockets registered for one connection; a newer one closes the oldest (0 = no cap).
+    pub max_sessions_per_connection: usize,
+    /// Read buffer of one WebSocket, bytes (tungstenite allocates it per socket).
+    pub read_buffer_bytes: usize,
+    /// Write buffer of one WebSocket, bytes: frames are flushed once this much is buffered.
+    pub write_buffer_bytes: usize,
+}
+
+/// TCP connections of the one listener.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TransportConfig {
+    /// Longest wait for a request head, ms: from the accept, and again after each response (an
+    /// idle keep-alive connection is closed after this long).
+    pub header_timeout_ms: u64,
+    /// Longest wait for a whole POST body once its head arrived, ms.
+    pub body_timeout_ms: u64,
+    /// Most open TCP connections of this instance (WebSockets included); 0 = no cap.
+    pub max_connections: usize,
+    /// Connections over `max_connections` that are still accepted, for `/healthz` and `/readyz`
+    /// only.
+    pub health_reserve: usize,
+}
+
+/// Per-client-address token buckets (rate per second, burst = bucket size); a rate of 0 turns
+/// that class off.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitConfig {
+    /// HTTP POSTs of envelopes and WebSocket data frames, per second.
+    pub messages_per_second: f64,
+    /// Burst of messages.
+    pub messages_burst: u32,
+    /// WebSocket upgrades, per second.
+    pub upgrades_per_second: f64,
+    /// Burst of upgrades.
+    pub upgrades_burst: u32,
+    /// New TCP connections, per second.
+    pub connections_per_second: f64,
+    /// Burst of new connections.
+    pub connections_burst: u32,
+    /// Most client addresses tracked at once (memory bound of the tables).
+    pub max_tracked_addresses: usize,
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client (load balancers).
+    pub trusted_proxies: Vec<String>,
+}
+
+impl RateLimitConfig {
+    /// The trusted proxy ranges (validated at load).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|n| parse_net(n).ok())
+            .collect()
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`10.0.0.1`).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("rate_limit.trusted_proxies: not a CIDR or address: {text:?}"))
 }
 
 /// Size limits.
@@ -480,6 +556,8 @@ impl Config {
                     // (only this key, so a comma in any other value stays text).
                     .list_separator(",")
                     .with_list_parse_key("storage.redis.cluster_nodes")
+                    // `MEDIATOR_RATE_LIMIT__TRUSTED_PROXIES=10.0.0.0/8,192.168.0.0/16`
+                    .with_list_parse_key("rate_limit.trusted_proxies")
                     .source(Some(env.into_iter().collect())),
             )
             .build()?;
@@ -647,6 +725,46 @@ impl Config {
                 "delivery.max_attempts, max_handshake_attempts, max_age_ms, max_backlog_bytes, \
                  max_backlog_bytes_per_endpoint, pickup.max_delivery_bytes and \
                  handshake.pending_ttl_secs must be positive"
+                    .into(),
+            ));
+        }
+        if let Some(err) = self
+            .rate_limit
+            .trusted_proxies
+            .iter()
+            .find_map(|n| parse_net(n).err())
+        {
+            return Err(ConfigError::Invalid(err));
+        }
+        let rl = &self.rate_limit;
+        for (name, rate, burst) in [
+            ("messages", rl.messages_per_second, rl.messages_burst),
+            ("upgrades", rl.upgrades_per_second, rl.upgrades_burst),
+            (
+                "connections",
+                rl.connections_per_second,
+                rl.connections_burst,
+            ),
+        ] {
+            if !(rate >= 0.0 && rate.is_finite()) || (rate > 0.0 && burst == 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}_per_second must be 0 or more, and {name}_burst at least 1 when it is not 0"
+                )));
+            }
+        }
+        if rl.max_tracked_addresses == 0 {
+            return Err(ConfigError::Invalid(
+                "rate_limit.max_tracked_addresses must be at least 1".into(),
+            ));
+        }
+        if self.transport.header_timeout_ms == 0 || self.transport.body_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "transport.header_timeout_ms and transport.body_timeout_ms must be positive".into(),
+            ));
+        }
+        if self.websocket.read_buffer_bytes < 512 || self.websocket.write_buffer_bytes < 512 {
+            return Err(ConfigError::Invalid(
+                "websocket.read_buffer_bytes and websocket.write_buffer_bytes must be at least 512"
                     .into(),
             ));
         }
@@ -865,6 +983,45 @@ mod tests {
         bad.push(("MEDIATOR_STORAGE__REDIS__CLUSTER_NODES", "a:7000"));
         let err = Config::load(None, env(&bad)).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid(m) if m.contains("cluster_nodes")));
+    }
+
+    #[test]
+    fn limits_have_defaults_and_trusted_proxies_are_a_list() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.rate_limit.messages_per_second, 100.0);
+        assert_eq!(c.rate_limit.messages_burst, 50);
+        assert!(c.rate_limit.trusted_proxies.is_empty());
+        assert_eq!(c.websocket.max_sessions, 10_000);
+        assert_eq!(c.websocket.max_sessions_per_connection, 100);
+        assert!(c.transport.header_timeout_ms > 0 && c.transport.max_connections > 0);
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "MEDIATOR_RATE_LIMIT__TRUSTED_PROXIES",
+                    "10.0.0.0/8, 192.0.2.1,2001:db8::/32",
+                ),
+                ("MEDIATOR_RATE_LIMIT__MESSAGES_PER_SECOND", "2.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.rate_limit.trusted_proxy_nets().len(), 3);
+        assert_eq!(c.rate_limit.messages_per_second, 2.5);
+        let off = Config::load(None, env(&RATE_LIMITS_OFF)).unwrap();
+        assert_eq!(off.rate_limit.connections_per_second, 0.0);
+        for (key, bad) in [
+            ("MEDIATOR_RATE_LIMIT__TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("MEDIATOR_RATE_LIMIT__TRUSTED_PROXIES", "lb.internal"),
+            ("MEDIATOR_RATE_LIMIT__MESSAGES_BURST", "0"),
+            ("MEDIATOR_RATE_LIMIT__UPGRADES_PER_SECOND", "-1"),
+            ("MEDIATOR_TRANSPORT__HEADER_TIMEOUT_MS", "0"),
+            ("MEDIATOR_WEBSOCKET__READ_BUFFER_BYTES", "16"),
+        ] {
+            assert!(
+                Config::load(None, env(&[(key, bad)])).is_err(),
+                "{key}={bad} accepted"
+            );
+        }
     }
 
     #[test]

@@ -123,3 +123,57 @@ impl InboundError {
         }
     }
 }
+
+/// A request the transport edge refused before (or instead of) reading its message: a limit of
+/// the listener, not a judgement of the content.
+#[derive(Debug, Error)]
+pub enum Refusal {
+    /// This client is over a rate limit (`rate_limit.*`); retry after this many seconds.
+    #[error("too many requests from this address: retry after {0} s")]
+    RateLimited(u64),
+    /// The request body did not arrive within `transport.body_timeout_ms`.
+    #[error("request body not received within {0} ms")]
+    BodyTimeout(u64),
+    /// The request body is larger than `limits.max_message_bytes`.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body could not be read (the client went away mid-body).
+    #[error("request body could not be read")]
+    BodyRead(#[source] axum::Error),
+    /// The instance is at a cap (connections, WebSockets) or shutting down; retry (elsewhere).
+    #[error("{0}")]
+    Busy(&'static str),
+}
+
+impl Refusal {
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A stable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RateLimited(_) => "rate_limited",
+            Self::BodyTimeout(_) => "body_timeout",
+            Self::TooLarge(_) => "too_large",
+            Self::BodyRead(_) => "bad_body",
+            Self::Busy(_) => "unavailable",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, if the client should retry.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(s) => Some(*s),
+            Self::Busy(_) => Some(1),
+            _ => None,
+        }
+    }
+}

@@ -2,8 +2,9 @@
 //!
 //! [`run`] starts a real instance on a listener the caller bound, until `shutdown` resolves; the
 //! binary and the tests both call it. One listener carries HTTP POST of envelopes and WebSocket
-//! upgrades (see [`server`]); [`mediator::Mediator`] is the inbound and outbound path; the
-//! protocol handlers live in [`protocols`].
+//! upgrades (see [`server`]), accepted under the limits of [`transport`] and [`ratelimit`];
+//! [`mediator::Mediator`] is the inbound and outbound path; the protocol handlers live in
+//! [`protocols`].
 
 pub mod bus;
 pub mod cluster;
@@ -17,11 +18,13 @@ pub mod limits;
 pub mod mediator;
 pub mod observed;
 pub mod protocols;
+pub mod ratelimit;
 pub mod server;
 pub mod sessions;
 pub mod stats;
 pub mod storage;
 pub mod telemetry;
+pub mod transport;
 
 use std::{future::Future, sync::Arc};
 
@@ -79,20 +82,9 @@ pub async fn serve(
     if mediator.config().telemetry.queue_sample_interval_ms > 0 {
         background.push(tokio::spawn(sample_queues(mediator.clone())));
     }
-    // No Nagle: a live delivery is one small frame that must go now, not after the client's
-    // delayed ACK (10-40 ms per frame otherwise, measured with the load driver).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "TCP_NODELAY not set");
-        }
-    });
-    let draining = mediator.clone();
-    let served = axum::serve(listener, server::router(mediator))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            draining.drain().await;
-        })
-        .await;
+    let limiter = ratelimit::RateLimiter::new(&mediator.config().rate_limit);
+    let router = server::router(mediator.clone(), limiter.clone());
+    let served = transport::serve(mediator, listener, router, limiter, shutdown).await;
     for task in background {
         task.abort();
     }

@@ -26,6 +26,9 @@ async fn main() -> anyhow::Result<()> {
     let config = Arc::new(config);
     let telemetry =
         Telemetry::install(&config, cli.json_logs).context("setting up logs and telemetry")?;
+    // Each connection is a descriptor: the soft limit (often 1024) would run out long before
+    // transport.max_connections.
+    mediator::transport::raise_fd_limit(&config.transport);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -259,6 +259,7 @@ impl Mediator {
             Handshakes::All,
         );
         let endpoints = crate::endpoint::Endpoints::new(&config.delivery)?;
+        let sessions = Sessions::with_cap(config.websocket.max_sessions_per_connection);
         let mediator = Self(Arc::new(Inner {
             config,
             keys,
@@ -266,7 +267,7 @@ impl Mediator {
             connections_invitation,
             single_service_invitation,
             stores,
-            sessions: Sessions::default(),
+            sessions,
             endpoints,
             next_session_id: AtomicU64::new(1),
             accepting_websockets: AtomicBool::new(true),
@@ -450,8 +451,12 @@ impl Mediator {
         if let Target::Connection(conn) = &target {
             span.record("mediator.connection_id", tracing::field::display(&conn.id));
             if let (Via::WebSocket(session), ReturnRoute::All) = (via, msg.return_route()) {
-                let new = self.sessions.register(&conn.id, session);
-                if new && self.config.pickup.forwarding == ForwardingStrategy::Direct {
+                let registered = self.sessions.register(&conn.id, session);
+                if registered.evicted.is_some() {
+                    self.stats
+                        .refused(crate::stats::Limit::WebSocketsPerConnection);
+                }
+                if registered.new && self.config.pickup.forwarding == ForwardingStrategy::Direct {
                     // Implicit pickup: the socket gets what was queued before it opened.
                     let (this, conn_id, session) = (self.clone(), conn.id.clone(), session.clone());
                     tokio::spawn(async move { this.flush_implicit(&conn_id, &session).await });

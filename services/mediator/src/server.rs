@@ -1,14 +1,25 @@
 //! The one listener: HTTP POST of envelopes and WebSocket upgrades on `/`, the invitation on
 //! `/invitation` (JSON, URL, SVG QR code). Errors become HTTP statuses here and only here.
+//!
+//! The per-request limits are applied here: the body read timeout, the rate limits of messages
+//! and upgrades ([`crate::ratelimit`]), the cap on WebSockets of the instance and their buffer
+//! sizes. The connection-level ones are in [`crate::transport`].
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{
         ws::rejection::WebSocketUpgradeRejection,
         ws::{Message as WsMessage, WebSocket},
-        DefaultBodyLimit, Query, State, WebSocketUpgrade,
+        ConnectInfo, Extension, Query, State, WebSocketUpgrade,
     },
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -20,9 +31,11 @@ use serde::Deserialize;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::{
-    error::InboundError,
+    error::{InboundError, Refusal},
     mediator::{Mediator, Via},
+    ratelimit::{Class, RateLimiter},
     sessions::{Outbound, SessionHandle},
+    stats::Limit,
 };
 
 /// Content types of DIDComm v1 envelopes (RFC 0025); JSON and none are accepted too, as some
@@ -34,17 +47,48 @@ const ACCEPTED_TYPES: [&str; 3] = [
 ];
 const ENVELOPE_TYPE: &str = "application/didcomm-envelope-enc";
 
-/// Builds the router.
-pub fn router(mediator: Mediator) -> Router {
-    let limit = mediator.config().limits.max_message_bytes;
+/// Builds the router. Requests must carry the TCP peer as `ConnectInfo<SocketAddr>` (the
+/// [`crate::transport`] loop puts it there).
+pub fn router(mediator: Mediator, limiter: RateLimiter) -> Router {
+    let edge = Edge {
+        limiter,
+        websockets: Arc::new(AtomicUsize::new(0)),
+    };
     Router::new()
         .route("/", get(websocket).post(post_envelope))
         .route("/invitation", get(invitation))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/invitation.svg", get(invitation_svg))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(edge))
         .with_state(mediator)
+}
+
+/// What the handlers share besides the mediator: the rate limiter and the count of open
+/// WebSockets.
+#[derive(Debug, Clone)]
+struct Edge {
+    limiter: RateLimiter,
+    websockets: Arc<AtomicUsize>,
+}
+
+/// One place under `websocket.max_sessions`, held by a WebSocket from its upgrade to its close.
+#[derive(Debug)]
+struct SocketSlot(Arc<AtomicUsize>);
+
+impl SocketSlot {
+    /// A place, if fewer than `max` sockets are open (0: no cap).
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        let before = open.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(open.clone());
+        (max == 0 || before < max).then_some(slot)
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl IntoResponse for InboundError {
@@ -55,11 +99,87 @@ impl IntoResponse for InboundError {
     }
 }
 
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Takes a token of `class` for `client`, or the refusal to answer with (counted as `limit`).
+fn rate_limit(
+    mediator: &Mediator,
+    limiter: &RateLimiter,
+    class: Class,
+    client: IpAddr,
+    limit: Limit,
+) -> Result<(), Refusal> {
+    limiter.check(class, client).map_err(|wait| {
+        mediator.stats().refused(limit);
+        debug!(%client, ?class, "over the rate limit");
+        Refusal::RateLimited(wait.seconds())
+    })
+}
+
+/// Reads a whole request body of at most `max` bytes within `timeout`.
+async fn read_body(
+    mediator: &Mediator,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, Refusal> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Refusal::TooLarge(max));
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(Refusal::BodyRead)?;
+            if buf.len() + chunk.len() > max {
+                return Err(Refusal::TooLarge(max));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buf))
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(read) => read,
+        Err(_) => {
+            mediator.stats().refused(Limit::BodyTimeout);
+            Err(Refusal::BodyTimeout(timeout.as_millis() as u64))
+        }
+    }
+}
+
 async fn post_envelope(
     State(mediator): State<Mediator>,
+    Extension(edge): Extension<Edge>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let client = edge.limiter.client(peer, &headers);
+    if let Err(refusal) = rate_limit(
+        &mediator,
+        &edge.limiter,
+        Class::Messages,
+        client,
+        Limit::RateMessages,
+    ) {
+        return refusal.into_response();
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -75,6 +195,21 @@ async fn post_envelope(
             return InboundError::UnsupportedMediaType(ct.clone()).into_response();
         }
     }
+    let body = match read_body(
+        &mediator,
+        &headers,
+        body,
+        mediator.config().limits.max_message_bytes,
+        Duration::from_millis(mediator.config().transport.body_timeout_ms),
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(refusal) => {
+            debug!(error = %refusal, "HTTP body refused");
+            return refusal.into_response();
+        }
+    };
     let span = tracing::info_span!(
         "inbound",
         transport = "http",
@@ -101,6 +236,9 @@ async fn post_envelope(
 
 async fn websocket(
     State(mediator): State<Mediator>,
+    Extension(edge): Extension<Edge>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else {
@@ -119,15 +257,49 @@ async fn websocket(
         )
             .into_response();
     }
-    let limit = mediator.config().limits.max_message_bytes;
-    ws.max_message_size(limit)
+    let client = edge.limiter.client(peer, &headers);
+    if let Err(refusal) = rate_limit(
+        &mediator,
+        &edge.limiter,
+        Class::Upgrades,
+        client,
+        Limit::RateUpgrades,
+    ) {
+        return refusal.into_response();
+    }
+    let config = mediator.config();
+    let Some(slot) = SocketSlot::take(&edge.websockets, config.websocket.max_sessions) else {
+        mediator.stats().refused(Limit::WebSockets);
+        return Refusal::Busy("this instance holds as many WebSockets as it may").into_response();
+    };
+    let limit = config.limits.max_message_bytes;
+    // Small buffers: an idle socket costs little (tungstenite's defaults are 128 KiB each). The
+    // write side may hold one whole message beyond its buffer before the writer waits.
+    let ws = ws
+        .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve_socket(mediator, socket))
+        .read_buffer_size(config.websocket.read_buffer_bytes)
+        .write_buffer_size(config.websocket.write_buffer_bytes)
+        .max_write_buffer_size(
+            config.websocket.write_buffer_bytes + limit + MAX_WRITE_BUFFER_SLACK,
+        );
+    let limiter = edge.limiter.clone();
+    ws.on_upgrade(move |socket| async move {
+        let _slot = slot;
+        serve_socket(mediator, socket, limiter, client).await;
+    })
 }
+
+/// Room in a socket's write buffer beyond one whole message (frame headers, pings, a close).
+const MAX_WRITE_BUFFER_SLACK: usize = 64 * 1024;
 
 /// One WebSocket session: this task reads and handles inbound frames; a writer task owns the
 /// sink, sends keepalive pings, and follows confirmed frames with a ping whose pong confirms them.
-async fn serve_socket(mediator: Mediator, socket: WebSocket) {
+///
+/// Data frames are rate limited per client address (`rate_limit.messages_*`): a frame over the
+/// limit is not processed and is answered with a `rate_limited` JSON error frame; the socket
+/// stays open (closing it would only make the client reconnect, which costs more).
+async fn serve_socket(mediator: Mediator, socket: WebSocket, limiter: RateLimiter, client: IpAddr) {
     let id = mediator.next_session_id.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("websocket", session = id);
     async move {
@@ -163,6 +335,19 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
                     break;
                 }
             };
+            if let Err(refusal) = rate_limit(
+                &mediator,
+                &limiter,
+                Class::Messages,
+                client,
+                Limit::RateMessages,
+            ) {
+                let body = serde_json::json!({ "error": refusal.code(), "message": refusal.to_string() });
+                if !handle.send(Bytes::from(body.to_string())).await {
+                    break;
+                }
+                continue;
+            }
             // Each frame is its own trace (a root span): the session's span lasts as long as the
             // socket, and a trace under it would never end.
             let frame_span = tracing::info_span!(
@@ -173,11 +358,15 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
                 session = id,
                 mediator.instance = %mediator.cluster().instance_id()
             );
-            match mediator
-                .receive(&bytes, Via::WebSocket(&handle))
-                .instrument(frame_span)
-                .await
-            {
+            // Boxed: the handling of one frame is a large future, and an idle socket's task
+            // should not carry its space while it waits for the next frame (measured with
+            // scripts/sockets: about 10 KiB per socket).
+            let handled = Box::pin(
+                mediator
+                    .receive(&bytes, Via::WebSocket(&handle))
+                    .instrument(frame_span),
+            );
+            match handled.await {
                 Ok(replies) => {
                     for reply in replies {
                         if !handle.send(reply).await {
@@ -198,7 +387,7 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket) {
         // What this socket carried and nobody acknowledged waits again for the next session
         // (before the close is announced: whoever reacts to it finds the messages waiting).
         for (connection, ids) in handle.take_claims() {
-            if let Err(err) = mediator.stores().queue.release(&connection, &ids).await {
+            if let Err(err) = Box::pin(mediator.stores().queue.release(&connection, &ids)).await {
                 warn!(error = %err, connection = %connection, "could not release unacknowledged messages; they are delivered again when their lease ends");
             }
         }

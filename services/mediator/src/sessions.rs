@@ -266,14 +266,35 @@ struct Registry {
 pub struct Sessions {
     inner: Arc<Mutex<Registry>>,
     events: broadcast::Sender<LiveSessionEvent>,
+    /// Most return-route sessions of one connection (0: no cap).
+    max_per_connection: usize,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
+        Self::with_cap(0)
+    }
+}
+
+/// What [`Sessions::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Registration {
+    /// The session was not registered for the connection before.
+    pub new: bool,
+    /// The connection was at `websocket.max_sessions_per_connection`: its oldest session was
+    /// asked to close to make room.
+    pub evicted: Option<SessionId>,
+}
+
+impl Sessions {
+    /// An empty registry holding at most `max_per_connection` return-route sessions per
+    /// connection (0: no cap); over it, the oldest session of the connection is closed.
+    pub fn with_cap(max_per_connection: usize) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::default(),
             events,
+            max_per_connection,
         }
     }
 }
@@ -295,16 +316,29 @@ impl Sessions {
         });
     }
 
-    /// Registers `session` as a return-route session of `connection_id`; true if it was new.
-    pub fn register(&self, connection_id: &ConnectionId, session: &SessionHandle) -> bool {
+    /// Registers `session` as a return-route session of `connection_id`. At the cap of sessions
+    /// per connection, the connection's oldest session is closed (and forgotten here) to make
+    /// room: the newest socket is the one the client uses; an old one is usually leaked.
+    pub fn register(&self, connection_id: &ConnectionId, session: &SessionHandle) -> Registration {
         let mut map = lock(&self.inner);
         let list = map.return_route.entry(connection_id.clone()).or_default();
         list.retain(SessionHandle::is_open);
         if list.iter().any(|s| s.id == session.id) {
-            return false;
+            return Registration::default();
+        }
+        let mut evicted = None;
+        if self.max_per_connection > 0 && list.len() >= self.max_per_connection {
+            let oldest = list.remove(0);
+            info!(
+                connection = %connection_id,
+                session = oldest.id,
+                "too many WebSockets for one connection: closing its oldest"
+            );
+            oldest.close();
+            evicted = Some(oldest.id);
         }
         list.push(session.clone());
-        true
+        Registration { new: true, evicted }
     }
 
     /// Makes `live` the live session of `connection_id`, replacing (and announcing the close of)
@@ -449,5 +483,37 @@ impl Sessions {
             ids.insert(l.session.id);
         }
         ids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_the_cap_per_connection_the_oldest_session_is_closed() {
+        let sessions = Sessions::with_cap(2);
+        let conn = ConnectionId::from("c1");
+        let other = ConnectionId::from("c2");
+        let (a, _ra) = SessionHandle::new(1, 4);
+        let (b, _rb) = SessionHandle::new(2, 4);
+        let (c, _rc) = SessionHandle::new(3, 4);
+        assert_eq!(
+            sessions.register(&conn, &a),
+            Registration {
+                new: true,
+                evicted: None
+            }
+        );
+        assert!(!sessions.register(&conn, &a).new, "already registered");
+        assert!(sessions.register(&conn, &b).evicted.is_none());
+        // Another connection has its own count.
+        assert!(sessions.register(&other, &c).evicted.is_none());
+        let (d, _rd) = SessionHandle::new(4, 4);
+        assert_eq!(sessions.register(&conn, &d).evicted, Some(1));
+        assert!(!a.is_open(), "the oldest was asked to close");
+        assert!(b.is_open() && d.is_open());
+        assert_eq!(sessions.latest(&conn).map(|s| s.id), Some(4));
+        assert_eq!(sessions.len(), 3);
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod process;
+pub mod raw;
 
 use std::sync::Arc;
 
@@ -28,16 +29,16 @@ impl Instance {
     pub async fn start_with(max_message_bytes: Option<usize>, extra: &[(&str, &str)]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        // Test clients' endpoints are on loopback (a private address); `extra` may say otherwise.
-        let mut env: Vec<(String, String)> = vec![(
-            "MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS".to_owned(),
-            "true".to_owned(),
-        )];
-        env.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        // Every client of a test comes from 127.0.0.1, and some tests send hundreds of messages
+        // a second: per-address rate limits are off here unless `extra` sets them (a later
+        // duplicate wins in `Config::load`). Test clients' endpoints are on loopback (a private
+        // address): allowed unless `extra` says otherwise.
+        let mut env: Vec<(String, String)> = mediator::config::RATE_LIMITS_OFF
+            .iter()
+            .chain(&[("MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")])
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         env.extend([
             (
                 "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),

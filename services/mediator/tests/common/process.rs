@@ -29,6 +29,27 @@ impl Proc {
 
     /// Like [`Proc::start`], with more `MEDIATOR_*` variables (they win over the defaults here).
     pub fn start_with(name: &str, redis: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
+        Self::spawn(name, redis, prefix, extra, None)
+    }
+
+    /// Like [`Proc::start_with`], the process limited to `nofile` open files (soft and hard).
+    pub fn start_with_fd_limit(
+        name: &str,
+        redis: &str,
+        prefix: &str,
+        extra: &[(&str, &str)],
+        nofile: u32,
+    ) -> Self {
+        Self::spawn(name, redis, prefix, extra, Some(nofile))
+    }
+
+    fn spawn(
+        name: &str,
+        redis: &str,
+        prefix: &str,
+        extra: &[(&str, &str)],
+        nofile: Option<u32>,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -38,7 +59,19 @@ impl Proc {
         let log = std::env::temp_dir().join(format!("mediator-{name}-{port}.log"));
         let stdout = std::fs::File::create(&log).unwrap();
         let stderr = stdout.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mediator"))
+        let binary = env!("CARGO_BIN_EXE_mediator");
+        let mut command = match nofile {
+            // `ulimit -n` sets the soft and the hard limit: the mediator cannot raise it.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\""))
+                    .arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .env("MEDIATOR_LISTEN", format!("127.0.0.1:{port}"))
             .env("MEDIATOR_PUBLIC_HTTP_ENDPOINT", &base)
             .env(
@@ -55,6 +88,9 @@ impl Proc {
             .env("MEDIATOR_LOG", "info")
             // Test clients' endpoints are on loopback (a private address).
             .env("MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")
+            // The process tests' clients all come from 127.0.0.1 and send hundreds of messages a
+            // second: per-address rate limits off, unless `extra` sets them (it comes last).
+            .envs(mediator::config::RATE_LIMITS_OFF)
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             // Start-up errors go to stderr: into the same log, so a failed start explains itself.
