@@ -15,7 +15,7 @@ use didcomm_envelope::VerKey;
 use mediator_store::{
     ConnectionId, ConnectionRecord, ConnectionStore, KeylistPage, KeylistUpdate,
     KeylistUpdateOutcome, LiveHolder, LiveSessionRegistry, MediationRecord, MediationStore,
-    MessageId, MessageQueue, QueueStatus, QueueTotals, QueuedMessage, Result, Stores,
+    MessageId, MessageQueue, QueueStatus, QueueTotals, QueuedMessage, Result, SeenMessages, Stores,
 };
 use opentelemetry::{
     metrics::{Counter, Histogram, Meter},
@@ -58,6 +58,10 @@ pub fn observe(stores: Stores, backend: &'static str, meter: &Meter) -> Stores {
         }),
         registry: Arc::new(Observed {
             inner: stores.registry,
+            probe: probe.clone(),
+        }),
+        seen: Arc::new(Observed {
+            inner: stores.seen,
             probe,
         }),
     }
@@ -385,5 +389,23 @@ impl LiveSessionRegistry for Observed<dyn LiveSessionRegistry> {
 
     async fn all(&self) -> Result<Vec<(ConnectionId, LiveHolder)>> {
         self.probe.run("registry.all", self.inner.all()).await
+    }
+}
+
+#[async_trait]
+impl SeenMessages for Observed<dyn SeenMessages> {
+    async fn first_sighting(
+        &self,
+        connection_id: &ConnectionId,
+        message_id: &str,
+        window_ms: u64,
+    ) -> Result<bool> {
+        self.probe
+            .run(
+                "seen.first_sighting",
+                self.inner
+                    .first_sighting(connection_id, message_id, window_ms),
+            )
+            .await
     }
 }

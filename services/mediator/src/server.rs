@@ -470,7 +470,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: the stores answer and the cluster subscription is live.
+/// Ready: the stores answer reads and take writes, and the cluster subscription is live.
 async fn readyz(State(mediator): State<Mediator>) -> Response {
     let probe = mediator_store::ConnectionId::from("readyz-probe");
     if mediator.is_draining() {
@@ -480,7 +480,18 @@ async fn readyz(State(mediator): State<Mediator>) -> Response {
         )
             .into_response();
     }
-    let store = mediator.stores().queue.status(&probe, None).await;
+    // A read and a write: a Redis at maxmemory (noeviction) or a read-only replica answers PING
+    // and reads, and refuses every write (each Forward would get 503). The write is a replay
+    // window entry of the probe's own, gone after a second.
+    let store = match mediator.stores().queue.status(&probe, None).await {
+        Ok(_) => mediator
+            .stores()
+            .seen
+            .first_sighting(&probe, &uuid::Uuid::new_v4().to_string(), 1000)
+            .await
+            .map(|_| ()),
+        Err(err) => Err(err),
+    };
     let subscribed = mediator.cluster().is_subscribed();
     match (store, subscribed) {
         (Ok(_), true) => (StatusCode::OK, "ready\n").into_response(),

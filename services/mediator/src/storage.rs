@@ -16,7 +16,7 @@ use deadpool_redis::{
 use mediator_store::Stores;
 use mediator_store_redis::{
     deadpool_redis, RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore,
-    RedisMessageQueue, RedisPool,
+    RedisMessageQueue, RedisPool, RedisSeenMessages,
 };
 use std::{collections::HashMap, sync::Arc};
 
@@ -77,7 +77,12 @@ pub async fn open(config: &Config) -> Result<Backend, StorageError> {
         StorageBackend::Memory => {
             warn!("storage: in-memory (one instance; connections and queued messages die with it)");
             Ok(Backend {
-                stores: Stores::memory_with_limits(config.queue.limits()),
+                stores: Stores {
+                    seen: Arc::new(mediator_store::memory::MemorySeenMessages::new(
+                        config.replay.max_ids_per_connection,
+                    )),
+                    ..Stores::memory_with_limits(config.queue.limits())
+                },
                 bus: None,
             })
         }
@@ -132,7 +137,12 @@ async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
             prefix,
             config.queue.limits(),
         )),
-        registry: Arc::new(RedisLiveSessionRegistry::new(pool, prefix)),
+        registry: Arc::new(RedisLiveSessionRegistry::new(pool.clone(), prefix)),
+        seen: Arc::new(RedisSeenMessages::new(
+            pool,
+            prefix,
+            config.replay.max_ids_per_connection,
+        )),
     };
     Ok(Backend {
         stores,

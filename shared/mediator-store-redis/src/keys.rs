@@ -127,6 +127,21 @@ impl QueueKeys {
     }
 }
 
+/// The set of the message ids a connection sent lately (the replay window), under that
+/// connection's own hash tag `{<prefix>s:<connection id>}`.
+#[derive(Debug)]
+pub(crate) struct SeenKeys;
+
+impl SeenKeys {
+    pub(crate) fn of(prefix: &str, connection_id: &ConnectionId) -> String {
+        format!(
+            "{{{}s:{}}}:seen",
+            escape_prefix(prefix),
+            escape_prefix(connection_id.as_str())
+        )
+    }
+}
+
 /// The keys of the live-session registry, all under the hash tag `{<prefix>live}`.
 #[derive(Debug, Clone)]
 pub(crate) struct RegistryKeys {

@@ -62,6 +62,7 @@
 //! | `{Pq:<conn>}:bytes`, `:seq` | string | payload bytes of the queue; last arrival sequence |
 //! | `{Pl}:live-sessions` | hash | connection id -> `<instance> <session> <lease end ms>` (live-session registry) |
 //! | `{Pl}:instance:<instance>` | set | the connections whose live session that instance holds (expires with the instance) |
+//! | `{Ps:<conn>}:seen` | sorted set | message ids the connection sent lately, scored by the end of their replay window (expires with its latest entry) |
 //! | `{Px}:queues` | set | connection ids whose queue may hold messages (only the expiry sweep reads it, with `SSCAN`) |
 //!
 //! Queue times and connection expiry are the Redis server's clock (`TIME` inside the scripts), so
@@ -88,6 +89,7 @@ mod mediation;
 mod pool;
 mod queue;
 mod registry;
+mod seen;
 
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -98,3 +100,4 @@ pub use mediation::RedisMediationStore;
 pub use pool::{RedisConnection, RedisPool};
 pub use queue::RedisMessageQueue;
 pub use registry::RedisLiveSessionRegistry;
+pub use seen::RedisSeenMessages;

@@ -86,6 +86,20 @@ mod message_queue {
     });
 }
 
+mod seen_messages {
+    use std::sync::Arc;
+
+    use mediator_store_redis::RedisSeenMessages;
+
+    mediator_store::seen_messages_contract_tests!(|cap| async move {
+        Arc::new(RedisSeenMessages::new(
+            super::pool(),
+            &super::unique_prefix(),
+            cap,
+        ))
+    });
+}
+
 mod live_session_registry {
     use std::sync::Arc;
 

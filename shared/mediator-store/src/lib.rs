@@ -25,6 +25,7 @@ pub mod mediation;
 pub mod memory;
 pub mod queue;
 pub mod registry;
+pub mod seen;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -43,6 +44,10 @@ pub use mediation::{
 };
 pub use queue::{MessageQueue, QueueLimits, QueueStatus, QueueTotals, QueuedMessage};
 pub use registry::{LiveHolder, LiveSessionRegistry};
+pub use seen::SeenMessages;
+
+/// How many message ids [`Stores::memory`] remembers per connection (the replay window's cap).
+pub const SEEN_IDS_PER_CONNECTION: usize = 10_000;
 
 /// The mediator's stores, as the handlers hold them.
 #[derive(Debug, Clone)]
@@ -55,6 +60,8 @@ pub struct Stores {
     pub queue: Arc<dyn MessageQueue>,
     /// Which instance holds each live session.
     pub registry: Arc<dyn LiveSessionRegistry>,
+    /// Message ids seen lately per connection (the replay window).
+    pub seen: Arc<dyn SeenMessages>,
 }
 
 impl Stores {
@@ -71,6 +78,7 @@ impl Stores {
             mediation: Arc::new(memory::MemoryMediationStore::new()),
             queue: Arc::new(memory::MemoryMessageQueue::with_limits(limits)),
             registry: Arc::new(memory::MemoryLiveSessionRegistry::new()),
+            seen: Arc::new(memory::MemorySeenMessages::new(SEEN_IDS_PER_CONNECTION)),
         }
     }
 }

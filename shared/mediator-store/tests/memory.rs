@@ -40,11 +40,23 @@ mod live_session_registry {
     });
 }
 
+mod seen_messages {
+    use std::sync::Arc;
+
+    use mediator_store::memory::MemorySeenMessages;
+
+    mediator_store::seen_messages_contract_tests!(|cap| async move {
+        Arc::new(MemorySeenMessages::new(cap))
+    });
+}
+
 /// The suite functions (what a backend crate can call in one go) run every check too.
 mod suites {
     use std::sync::Arc;
 
-    use mediator_store::{contract, memory, ConnectionStore, MediationStore, MessageQueue, Stores};
+    use mediator_store::{
+        contract, memory, ConnectionStore, MediationStore, MessageQueue, SeenMessages, Stores,
+    };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn all_suites_pass_on_memory_backends() {
@@ -58,6 +70,10 @@ mod suites {
         .await;
         contract::message_queue(|limits| async move {
             Arc::new(memory::MemoryMessageQueue::with_limits(limits)) as Arc<dyn MessageQueue>
+        })
+        .await;
+        contract::seen_messages(|cap| async move {
+            Arc::new(memory::MemorySeenMessages::new(cap)) as Arc<dyn SeenMessages>
         })
         .await;
     }

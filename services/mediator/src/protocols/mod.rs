@@ -33,6 +33,7 @@ pub const SUPPORTED: &[(&str, u16, u16)] = &[
 pub async fn dispatch(m: &Mediator, inbound: &Inbound<'_>) -> Result<Vec<Outgoing>, InboundError> {
     let ty = &inbound.msg.ty;
     debug!(r#type = %ty, "dispatch");
+    m.refuse_replay(inbound).await?;
     match (ty.protocol(), ty.major(), ty.name()) {
         ("didexchange", 1, "request") => handshake::didexchange_request(m, inbound).await,
         ("connections", 1, "request") => handshake::connections_request(m, inbound).await,

@@ -39,12 +39,15 @@ pub mod connections;
 pub mod mediation;
 pub mod queue;
 pub mod registry;
+pub mod seen;
 
 use std::{future::Future, sync::Arc};
 
 use didcomm_envelope::{KeyPair, VerKey};
 
-use crate::{ConnectionStore, LiveSessionRegistry, MediationStore, MessageQueue, QueueLimits};
+use crate::{
+    ConnectionStore, LiveSessionRegistry, MediationStore, MessageQueue, QueueLimits, SeenMessages,
+};
 
 /// A fresh random verkey.
 pub(crate) fn random_key() -> VerKey {
@@ -192,6 +195,51 @@ macro_rules! __message_queue_checks {
             ],
             $($args)*
         }
+    };
+}
+
+/// Runs every [`seen`] check, each on a fresh store from `make`, which is given the cap
+/// ([`seen::CAP`]) the store must be made with.
+pub async fn seen_messages<F, Fut>(make: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Arc<dyn SeenMessages>>,
+{
+    let make = || make(seen::CAP);
+    crate::__seen_messages_checks!(__contract_run, make);
+}
+
+/// The checks of the [`SeenMessages`] suite.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __seen_messages_checks {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {
+            seen,
+            SeenMessages,
+            [
+                a_repeat_within_the_window_is_not_new,
+                connections_are_isolated,
+                the_window_ends,
+                the_cap_forgets_the_oldest,
+                long_ids_are_distinct,
+                concurrent_sightings_have_one_first,
+            ],
+            $($args)*
+        }
+    };
+}
+
+/// Defines one `#[tokio::test]` per [`SeenMessages`] contract check, named after the check.
+///
+/// The factory takes the cap (`max_per_connection`, [`contract::seen::CAP`](crate::contract::seen::CAP))
+/// and gives a fresh, empty store as `Arc<T>` with `T: SeenMessages`.
+#[macro_export]
+macro_rules! seen_messages_contract_tests {
+    ($make:expr $(,)?) => {
+        $crate::__seen_messages_checks!(__contract_tests, || async {
+            ($make)($crate::contract::seen::CAP).await
+        });
     };
 }
 

@@ -14,6 +14,7 @@ mod connections;
 mod mediation;
 mod queue;
 mod registry;
+mod seen;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -21,6 +22,7 @@ pub use connections::MemoryConnectionStore;
 pub use mediation::MemoryMediationStore;
 pub use queue::MemoryMessageQueue;
 pub use registry::MemoryLiveSessionRegistry;
+pub use seen::MemorySeenMessages;
 
 use crate::error::StoreError;
 
