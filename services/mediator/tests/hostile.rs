@@ -134,7 +134,11 @@ impl Legit {
     /// Still served: the message queued before the attack, and one queued now, are delivered.
     async fn still_served(&self, base: &str) {
         self.queue(base, 2).await;
-        assert_eq!(self.pick_up().await, [1, 2], "the legitimate client's messages");
+        assert_eq!(
+            self.pick_up().await,
+            [1, 2],
+            "the legitimate client's messages"
+        );
     }
 }
 
@@ -210,10 +214,7 @@ async fn a_request_on_another_clients_thread_cannot_take_over_its_connection() {
     let (status, body) = post(s.base(), envelope(&req, &invitation, Some(&attacker))).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let answer = open(&attacker, &body);
-    assert_eq!(
-        answer["@type"], PROBLEM,
-        "the attacker got {answer}"
-    );
+    assert_eq!(answer["@type"], PROBLEM, "the attacker got {answer}");
     assert_eq!(answer["description"]["code"], "request_not_accepted");
     assert!(answer.get("did").is_none(), "{answer}");
     assert_eq!(s.refusals("handshake_thread").await, 1);
@@ -223,7 +224,13 @@ async fn a_request_on_another_clients_thread_cannot_take_over_its_connection() {
 
     // The victim's own retransmission of that request is answered as the first time: the same
     // connection (the mediator's key for it is the one the victim has).
-    let again = request(&thid, &victim.client.key, "didcomm:transport/queue", "v", true);
+    let again = request(
+        &thid,
+        &victim.client.key,
+        "didcomm:transport/queue",
+        "v",
+        true,
+    );
     let (status, body) = post(
         s.base(),
         envelope(&again, &invitation, Some(&victim.client.key)),
@@ -293,7 +300,13 @@ async fn handshake_fields_are_capped_and_nothing_is_stored() {
             &huge_label,
             true,
         ),
-        request(&long_thread, &attacker, "didcomm:transport/queue", "x", true),
+        request(
+            &long_thread,
+            &attacker,
+            "didcomm:transport/queue",
+            "x",
+            true,
+        ),
     ] {
         let (status, body) = post(s.base(), envelope(&req, &invitation, Some(&attacker))).await;
         assert_eq!(
@@ -303,7 +316,12 @@ async fn handshake_fields_are_capped_and_nothing_is_stored() {
             String::from_utf8_lossy(&body)
         );
         let thid = req["@id"].as_str().unwrap();
-        assert!(s.connections().find_by_thread(thid).await.unwrap().is_none());
+        assert!(s
+            .connections()
+            .find_by_thread(thid)
+            .await
+            .unwrap()
+            .is_none());
     }
     assert_eq!(s.refusals("handshake_size").await, 2);
     legit.still_served(s.base()).await;
@@ -429,10 +447,7 @@ async fn keylists_are_capped_per_connection_and_per_update() {
         .collect();
     let refs: Vec<&str> = eleven.iter().map(String::as_str).collect();
     let r = attacker.add_keys(&refs).await;
-    assert_eq!(
-        r["@type"], PROBLEM,
-        "{r}"
-    );
+    assert_eq!(r["@type"], PROBLEM, "{r}");
     assert_eq!(s.refusals("keylist_update").await, 1);
     legit.still_served(s.base()).await;
 }
@@ -472,10 +487,7 @@ async fn discover_features_answers_are_bounded() {
         ))
         .await
         .unwrap();
-    assert_eq!(
-        answer["@type"], PROBLEM,
-        "{answer}"
-    );
+    assert_eq!(answer["@type"], PROBLEM, "{answer}");
     assert_eq!(s.refusals("discover_queries").await, 1);
     legit.still_served(s.base()).await;
 }
