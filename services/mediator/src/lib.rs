@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod endpoint;
 pub mod error;
+pub mod fuzzing;
 pub mod invitation;
 pub mod keyring;
 pub mod limits;
