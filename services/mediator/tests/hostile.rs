@@ -14,7 +14,7 @@ use std::sync::{
 use axum::{http::StatusCode, routing, Router};
 use common::{
     new_id, next_frame,
-    process::{forward, free_addr, open_delivery, refusals, ws_connect, Proc},
+    process::{forward, forward_json, free_addr, open_delivery, refusals, ws_connect, Proc},
     Client,
 };
 use didcomm_did::OwnDid;
@@ -143,14 +143,7 @@ impl Legit {
 }
 
 async fn post(base: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-    let res = reqwest::Client::new()
-        .post(base)
-        .header("content-type", "application/didcomm-envelope-enc")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.bytes().await.unwrap().to_vec())
+    common::post_envelope(base, body).await
 }
 
 /// The error code of a refusal's JSON body.
@@ -452,21 +445,25 @@ async fn keylists_are_capped_per_connection_and_per_update() {
     legit.still_served(s.base()).await;
 }
 
+/// A discover-features 2.0 query of `n` times "every protocol".
+async fn discover(client: &Client, n: usize) -> Value {
+    let queries: Vec<Value> = (0..n)
+        .map(|_| json!({"feature-type": "protocol", "match": "*"}))
+        .collect();
+    client
+        .call(&Client::msg(
+            "discover-features/2.0/queries",
+            json!({"queries": queries}),
+        ))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn discover_features_answers_are_bounded() {
     let s = Setup::start(&[]).await;
     let legit = Legit::start(s.base()).await;
-    let many: Vec<Value> = (0..32)
-        .map(|_| json!({"feature-type": "protocol", "match": "*"}))
-        .collect();
-    let answer = legit
-        .client
-        .call(&Client::msg(
-            "discover-features/2.0/queries",
-            json!({"queries": many}),
-        ))
-        .await
-        .unwrap();
+    let answer = discover(&legit.client, 32).await;
     let disclosures = answer["disclosures"].as_array().unwrap();
     let mut ids: Vec<&str> = disclosures
         .iter()
@@ -476,17 +473,7 @@ async fn discover_features_answers_are_bounded() {
     ids.dedup();
     assert_eq!(ids.len(), n, "each protocol once: {answer}");
     assert!(n <= 16, "{n} disclosures");
-    let too_many: Vec<Value> = (0..33)
-        .map(|_| json!({"feature-type": "protocol", "match": "*"}))
-        .collect();
-    let answer = legit
-        .client
-        .call(&Client::msg(
-            "discover-features/2.0/queries",
-            json!({"queries": too_many}),
-        ))
-        .await
-        .unwrap();
+    let answer = discover(&legit.client, 33).await;
     assert_eq!(answer["@type"], PROBLEM, "{answer}");
     assert_eq!(s.refusals("discover_queries").await, 1);
     legit.still_served(s.base()).await;
@@ -552,29 +539,11 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
 
 /// A Forward whose inner message (anoncrypted for `recipient`) carries `filler` bytes.
 fn large_forward(routing: &VerKey, recipient: &VerKey, seq: u64, filler: usize) -> Vec<u8> {
-    let inner = pack(
-        json!({ "seq": seq, "filler": "f".repeat(filler) })
-            .to_string()
-            .as_bytes(),
-        &[*recipient],
-        None,
-        ContentEnc::C20P,
+    forward_json(
+        routing,
+        recipient,
+        &json!({ "seq": seq, "filler": "f".repeat(filler) }),
     )
-    .unwrap();
-    let inner: Value = serde_json::from_slice(&inner).unwrap();
-    let fwd = json!({
-        "@type": "https://didcomm.org/routing/1.0/forward",
-        "@id": new_id(),
-        "to": recipient.to_base58(),
-        "msg": inner,
-    });
-    pack(
-        &serde_json::to_vec(&fwd).unwrap(),
-        &[*routing],
-        None,
-        ContentEnc::C20P,
-    )
-    .unwrap()
 }
 
 #[tokio::test]

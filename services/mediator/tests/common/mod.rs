@@ -237,15 +237,7 @@ impl Client {
             ContentEnc::C20P,
         )
         .unwrap();
-        let res = self
-            .http
-            .post(&self.base)
-            .header("content-type", "application/didcomm-envelope-enc")
-            .body(packed)
-            .send()
-            .await
-            .unwrap();
-        (res.status().as_u16(), res.bytes().await.unwrap().to_vec())
+        post_envelope_with(&self.http, &self.base, packed).await
     }
 
     /// A message with a return route.
@@ -280,6 +272,22 @@ impl Client {
         .await
         .unwrap()
     }
+}
+
+/// POSTs an envelope to `base`; the status and the body.
+pub async fn post_envelope(base: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    post_envelope_with(&reqwest::Client::new(), base, body).await
+}
+
+async fn post_envelope_with(http: &reqwest::Client, base: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let res = http
+        .post(base)
+        .header("content-type", "application/didcomm-envelope-enc")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.bytes().await.unwrap().to_vec())
 }
 
 /// Packs `inner` for `recipient` (anoncrypt) and wraps it in a Forward to the routing key.

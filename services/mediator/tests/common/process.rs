@@ -209,8 +209,13 @@ pub fn open_delivery(
 
 /// A Forward of sequence number `seq` for `recipient`.
 pub fn forward(routing: &VerKey, recipient: &VerKey, seq: u64) -> Vec<u8> {
+    forward_json(routing, recipient, &json!({ "seq": seq }))
+}
+
+/// A Forward for `recipient` of `inner` (anoncrypted for it).
+pub fn forward_json(routing: &VerKey, recipient: &VerKey, inner: &Value) -> Vec<u8> {
     let inner = pack(
-        json!({ "seq": seq }).to_string().as_bytes(),
+        inner.to_string().as_bytes(),
         &[*recipient],
         None,
         ContentEnc::C20P,
