@@ -32,7 +32,7 @@ pub(crate) fn new_id() -> String {
 }
 
 /// A message of type `ty` (`protocol/version/name`) with `body`, asking for return route `all`.
-pub(crate) fn message(ty: &str, body: Value) -> Value {
+pub fn message(ty: &str, body: Value) -> Value {
     let mut m = body;
     m["@type"] = Value::from(format!("{DOC_URI}{ty}"));
     m["@id"] = Value::from(new_id());
@@ -41,7 +41,7 @@ pub(crate) fn message(ty: &str, body: Value) -> Value {
 }
 
 /// Whether `msg` is of type `ty` (`protocol/version/name`), in either doc URI.
-pub(crate) fn is_type(msg: &Value, ty: &str) -> bool {
+pub fn is_type(msg: &Value, ty: &str) -> bool {
     msg["@type"].as_str().is_some_and(|t| {
         t.strip_suffix(ty)
             .is_some_and(|prefix| prefix.ends_with('/'))
@@ -50,7 +50,7 @@ pub(crate) fn is_type(msg: &Value, ty: &str) -> bool {
 
 /// A connected, mediated recipient.
 #[derive(Debug)]
-pub(crate) struct Recipient {
+pub struct Recipient {
     /// Which recipient (messages `seq` with `seq % recipients == index` are for it).
     pub index: usize,
     /// Index of its instance in [`Config::mediators`].
@@ -209,7 +209,7 @@ impl Recipient {
     }
 
     /// The keys a Forward for this recipient is built with.
-    pub fn keys(&self) -> Keys {
+    pub(crate) fn keys(&self) -> Keys {
         Keys {
             recipient: *self.recipient_key.verkey(),
             routing: self.routing_key,

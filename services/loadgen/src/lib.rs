@@ -26,12 +26,12 @@ use std::{sync::Arc, time::Duration};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::{sync::watch, time::Instant};
 
+pub use client::{is_type, message, Recipient};
 pub use config::Config;
 pub use error::LoadError;
 pub use report::Report;
 
 use crate::{
-    client::Recipient,
     forward::{Keys, Pool},
     receiver::{Outcome, Receiver},
     tracker::Tracker,

@@ -1,11 +1,16 @@
 //! `idle-sockets`: opens many idle WebSockets to one mediator, for `scripts/sockets` (a
 //! measurement of what an idle WebSocket costs the mediator, not a test).
 //!
-//! Each socket comes from one of several loopback source addresses (127.0.0.2, 127.0.0.3, ...),
-//! so the ephemeral ports of one address are not exhausted; sends one data frame and waits for the
-//! mediator's answer (so the session is established and has read and written); then stays idle,
-//! answering the mediator's keepalive pings. Once all are open it prints `open N` on stdout and
-//! waits for a line (or the end) on stdin; then it closes every socket and exits.
+//! With `--live` (what a wallet does) each socket belongs to a connection of its own: first every
+//! connection is made over HTTP (DID Exchange, mediation, one key registered); then each socket
+//! sends `live-delivery-change` and waits for the `status` that confirms Live Mode. Without it,
+//! each socket sends one data frame and waits for the answer. Either way it then stays idle,
+//! answering the mediator's keepalive pings. Each socket comes from one of several loopback source
+//! addresses (127.0.0.2, 127.0.0.3, ...), so the ephemeral ports of one address are not exhausted.
+//!
+//! On stdout and stdin, so that the caller can read the mediator's memory between the phases:
+//! `ready N` (connections made), then a line on stdin; `open N` (sockets open), then a line on
+//! stdin; then it closes every socket, prints `closed N` and exits.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -14,7 +19,9 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use loadgen::{is_type, message, Recipient};
+use serde_json::json;
 use tokio::{
     io::AsyncBufReadExt,
     net::TcpSocket,
@@ -38,6 +45,9 @@ struct Cli {
     /// Connects in flight at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// Live sockets: one connection each, in Live Mode (see the module docs).
+    #[arg(long)]
+    live: bool,
 }
 
 /// Small client buffers: this process holds as many sockets as the mediator.
@@ -53,6 +63,7 @@ fn client_config() -> WebSocketConfig {
 async fn hold(
     server: SocketAddr,
     source: IpAddr,
+    live: Option<Recipient>,
     opened: mpsc::Sender<anyhow::Result<()>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -67,11 +78,26 @@ async fn hold(
             Some(client_config()),
         )
         .await?;
-        ws.send(Message::text("{}")).await?;
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-            Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) => Ok(ws),
+        let first = match &live {
+            Some(me) => Message::binary(me.pack(&message(
+                "messagepickup/2.0/live-delivery-change",
+                json!({"live_delivery": true}),
+            ))?),
+            None => Message::text("{}"),
+        };
+        ws.send(first).await?;
+        let answer = match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t.as_bytes().to_vec(),
+            Ok(Some(Ok(Message::Binary(b)))) => b.to_vec(),
             other => bail!("no answer to the first frame: {other:?}"),
+        };
+        if let Some(me) = &live {
+            let status = me.open(&answer)?;
+            if !is_type(&status, "messagepickup/2.0/status") || status["live_delivery"] != true {
+                bail!("live mode not confirmed: {status}");
+            }
         }
+        Ok(ws)
     };
     let mut ws = match open.await {
         Ok(ws) => {
@@ -102,6 +128,31 @@ async fn main() -> anyhow::Result<()> {
     if cli.sources == 0 || cli.sources > 250 {
         bail!("--sources must be 1..=250");
     }
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut recipients = Vec::new();
+    if cli.live {
+        // Every connection first, so the caller can tell what the sockets alone cost.
+        let base = format!("http://{}", cli.server);
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        recipients = futures_util::stream::iter(0..cli.count)
+            .map(|i| {
+                let (base, http) = (&base, &http);
+                async move { Recipient::set_up(i, 0, base, http).await }
+            })
+            .buffer_unordered(cli.concurrency.clamp(1, 64))
+            .try_collect()
+            .await
+            .context("making the connections")?;
+        println!(
+            "ready {} connections in {:.1} s",
+            recipients.len(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("ready 0 connections");
+    }
+    let _ = lines.next_line().await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (opened_tx, mut opened_rx) = mpsc::channel::<anyhow::Result<()>>(cli.concurrency.max(1));
     let mut holders = JoinSet::new();
@@ -125,7 +176,13 @@ async fn main() -> anyhow::Result<()> {
             0,
             2 + (n % cli.sources as usize) as u8,
         ));
-        holders.spawn(hold(cli.server, source, opened_tx.clone(), stop_rx.clone()));
+        holders.spawn(hold(
+            cli.server,
+            source,
+            recipients.pop(),
+            opened_tx.clone(),
+            stop_rx.clone(),
+        ));
         in_flight += 1;
     }
     drop(opened_tx);
@@ -139,7 +196,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("open {ok} in {:.1} s", started.elapsed().as_secs_f64());
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let _ = lines.next_line().await;
     let _ = stop_tx.send(true);
     let closing = Instant::now();
