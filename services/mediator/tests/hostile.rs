@@ -152,17 +152,6 @@ fn code(body: &[u8]) -> String {
     v["error"].as_str().unwrap_or_default().to_owned()
 }
 
-async fn invitation_key(base: &str) -> (Value, VerKey) {
-    let inv: Value = reqwest::get(format!("{base}/invitation"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = VerKey::parse(inv["services"][0]["recipientKeys"][0].as_str().unwrap()).unwrap();
-    (inv, key)
-}
-
 /// A DID Exchange 1.1 request with a did:peer:2 for `key` whose service is `endpoint`.
 fn request(thid: &str, key: &KeyPair, endpoint: &str, label: &str, return_route: bool) -> Value {
     let mut req = json!({
@@ -199,7 +188,7 @@ async fn a_request_on_another_clients_thread_cannot_take_over_its_connection() {
     let s = Setup::start(&[]).await;
     let thid = new_id();
     let victim = Legit::on_thread(s.base(), &thid).await;
-    let (_, invitation) = invitation_key(s.base()).await;
+    let (_, invitation) = common::invitation(s.base()).await;
 
     // The attacker reuses the victim's (completed) handshake thread with its own DID.
     let attacker = KeyPair::generate().unwrap();
@@ -249,7 +238,7 @@ async fn a_request_on_another_clients_thread_cannot_take_over_its_connection() {
 async fn a_request_must_prove_the_key_of_the_did_it_presents() {
     let s = Setup::start(&[]).await;
     let legit = Legit::start(s.base()).await;
-    let (_, invitation) = invitation_key(s.base()).await;
+    let (_, invitation) = common::invitation(s.base()).await;
     let owner = KeyPair::generate().unwrap();
 
     // Somebody else's DID, anoncrypted: no proof at all.
@@ -281,7 +270,7 @@ async fn a_request_must_prove_the_key_of_the_did_it_presents() {
 async fn handshake_fields_are_capped_and_nothing_is_stored() {
     let s = Setup::start(&[]).await;
     let legit = Legit::start(s.base()).await;
-    let (_, invitation) = invitation_key(s.base()).await;
+    let (_, invitation) = common::invitation(s.base()).await;
     let attacker = KeyPair::generate().unwrap();
     let huge_label = "L".repeat(600_000);
     let long_thread = "t".repeat(300);
@@ -341,7 +330,7 @@ async fn counting_endpoint(status: StatusCode) -> (String, Arc<AtomicUsize>) {
 async fn handshake_replies_never_reach_private_endpoints() {
     let s = Setup::start(&[("MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "false")]).await;
     let legit = Legit::start(s.base()).await;
-    let (_, invitation) = invitation_key(s.base()).await;
+    let (_, invitation) = common::invitation(s.base()).await;
     let (addr, posts) = counting_endpoint(StatusCode::OK).await;
     let port = addr.rsplit(':').next().unwrap();
     let attacker = KeyPair::generate().unwrap();
@@ -383,7 +372,7 @@ async fn a_handshake_reply_is_tried_a_bounded_number_of_times() {
     ])
     .await;
     let legit = Legit::start(s.base()).await;
-    let (_, invitation) = invitation_key(s.base()).await;
+    let (_, invitation) = common::invitation(s.base()).await;
     let (addr, posts) = counting_endpoint(StatusCode::INTERNAL_SERVER_ERROR).await;
     let attacker = KeyPair::generate().unwrap();
     let endpoint = format!("http://{addr}/internal/admin");
@@ -719,7 +708,7 @@ async fn readiness_says_not_ready_while_writes_fail() {
 async fn an_unfinished_handshake_expires_and_a_completed_one_stays() {
     let s = Setup::start(&[("MEDIATOR_HANDSHAKE__PENDING_TTL_SECS", "1")]).await;
     let legit = Legit::start(s.base()).await;
-    let (_, invitation) = invitation_key(s.base()).await;
+    let (_, invitation) = common::invitation(s.base()).await;
     let stranger = KeyPair::generate().unwrap();
     let thid = new_id();
     let req = request(&thid, &stranger, "didcomm:transport/queue", "x", true);

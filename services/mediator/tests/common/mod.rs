@@ -136,14 +136,7 @@ impl Client {
 
     /// Like [`Client::connect_base`], with the request's `@id` (the handshake's thread id).
     pub async fn connect_on_thread(base: &str, endpoint: &str, request_id: &str) -> Self {
-        let inv: Value = reqwest::get(format!("{base}/invitation"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let invitation_key =
-            VerKey::parse(inv["services"][0]["recipientKeys"][0].as_str().unwrap()).unwrap();
+        let (inv, invitation_key) = invitation(base).await;
         let key = KeyPair::generate().unwrap();
         let did = OwnDid::new(*key.verkey(), [endpoint], []).peer2();
         let request = json!({
@@ -272,6 +265,18 @@ impl Client {
         .await
         .unwrap()
     }
+}
+
+/// The invitation of the mediator at `base`, and its recipient key (the invitation key).
+pub async fn invitation(base: &str) -> (Value, VerKey) {
+    let inv: Value = reqwest::get(format!("{base}/invitation"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = VerKey::parse(inv["services"][0]["recipientKeys"][0].as_str().unwrap()).unwrap();
+    (inv, key)
 }
 
 /// POSTs an envelope to `base`; the status and the body.
