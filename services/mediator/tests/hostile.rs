@@ -37,17 +37,28 @@ impl Setup {
     async fn start(extra: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start().unwrap();
         let prefix = format!("hostile-{}:", uuid::Uuid::new_v4());
-        let metrics = free_addr();
-        let mut env = vec![("MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN", metrics.as_str())];
-        env.extend_from_slice(extra);
-        let proc = Proc::start_with("hostile", redis.url(), &prefix, &env);
-        proc.ready().await;
-        Self {
-            redis,
-            prefix,
-            proc,
-            metrics,
+        // The free ports are found by binding and letting go: another test may take one before
+        // the mediator binds it. Then it exits at once, saying so, and gets other ports.
+        let mut log = String::new();
+        for _ in 0..5 {
+            let metrics = free_addr();
+            let mut env = vec![("MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN", metrics.as_str())];
+            env.extend_from_slice(extra);
+            let mut proc = Proc::start_with("hostile", redis.url(), &prefix, &env);
+            match proc.try_ready().await {
+                Ok(()) => {
+                    return Self {
+                        redis,
+                        prefix,
+                        proc,
+                        metrics,
+                    }
+                }
+                Err(text) if text.contains("Address already in use") => log = text,
+                Err(text) => panic!("the mediator did not start; its log:\n{text}"),
+            }
         }
+        panic!("no free ports for the mediator after 5 tries; its last log:\n{log}")
     }
 
     fn base(&self) -> &str {

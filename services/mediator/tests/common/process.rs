@@ -125,6 +125,27 @@ impl Proc {
         }
     }
 
+    /// Waits until `/readyz` says ready; its log when the process exits first (a port taken
+    /// meanwhile, a bad setting) or is not ready within 30 s.
+    pub async fn try_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", self.base)).await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() >= deadline {
+                return Err(std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGTERM (graceful shutdown); waits for the exit and returns whether it was clean.
     pub fn sigterm_and_wait(&mut self, limit: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
