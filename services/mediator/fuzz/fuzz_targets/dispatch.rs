@@ -18,7 +18,10 @@ fn harness() -> &'static Harness {
 fuzz_target!(|data: &[u8]| {
     if let Some(outcome) = harness().dispatch(data) {
         // The refusals are rendered as they would be for a problem report or a log line.
-        for refused in [outcome.http.err(), outcome.websocket.err()].into_iter().flatten() {
+        for refused in [outcome.http.err(), outcome.websocket.err()]
+            .into_iter()
+            .flatten()
+        {
             let _ = refused.to_string();
         }
     }
