@@ -69,6 +69,19 @@ impl Setup {
         refusals(&self.metrics, limit).await
     }
 
+    /// Waits (within `limit`) until `limit_name` refused at least `n` times: refusals made in the
+    /// background (an outbound delivery) are seen on the metrics endpoint.
+    async fn until_refused(&self, limit_name: &str, n: u64, within: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.refusals(limit_name).await < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{limit_name} did not refuse {n} times within {within:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     fn connections(&self) -> RedisConnectionStore {
         RedisConnectionStore::new(self.redis.pool().unwrap(), &self.prefix)
     }
@@ -357,15 +370,12 @@ async fn handshake_replies_never_reach_private_endpoints() {
         let req = request(&new_id(), &attacker, endpoint, "x", false);
         let (status, _) = post(s.base(), envelope(&req, &invitation, Some(&attacker))).await;
         assert_eq!(status, 202, "the request itself is fine");
-        let want = n as u64 + 1;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while s.refusals("private_endpoint").await < want {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{endpoint} not refused"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        s.until_refused(
+            "private_endpoint",
+            n as u64 + 1,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
     }
     assert_eq!(
         posts.load(Ordering::SeqCst),
@@ -390,14 +400,20 @@ async fn a_handshake_reply_is_tried_a_bounded_number_of_times() {
     let req = request(&new_id(), &attacker, &endpoint, "x", false);
     let (status, _) = post(s.base(), envelope(&req, &invitation, Some(&attacker))).await;
     assert_eq!(status, 202);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while s.refusals("outbound_gave_up").await < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "never given up");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    s.until_refused("outbound_gave_up", 1, std::time::Duration::from_secs(20))
+        .await;
     // Given up: the task that retried has ended, so this count is final.
     assert_eq!(posts.load(Ordering::SeqCst), 3);
     legit.still_served(s.base()).await;
+}
+
+/// One keylist-update adding `n` fresh keys; the answer.
+async fn add_fresh_keys(client: &Client, n: usize) -> Value {
+    let keys: Vec<String> = (0..n)
+        .map(|_| KeyPair::generate().unwrap().verkey().to_did_key())
+        .collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    client.add_keys(&refs).await
 }
 
 #[tokio::test]
@@ -410,11 +426,7 @@ async fn keylists_are_capped_per_connection_and_per_update() {
     let legit = Legit::start(s.base()).await; // one key registered
     let attacker = Client::connect_base(s.base(), "didcomm:transport/queue").await;
     attacker.mediate().await;
-    let keys: Vec<String> = (0..8)
-        .map(|_| KeyPair::generate().unwrap().verkey().to_did_key())
-        .collect();
-    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let r = attacker.add_keys(&refs).await;
+    let r = add_fresh_keys(&attacker, 8).await;
     let results: Vec<&str> = r["updated"]
         .as_array()
         .unwrap()
@@ -435,11 +447,7 @@ async fn keylists_are_capped_per_connection_and_per_update() {
         ]
     );
     assert_eq!(s.refusals("keylist_size").await, 1);
-    let eleven: Vec<String> = (0..11)
-        .map(|_| KeyPair::generate().unwrap().verkey().to_did_key())
-        .collect();
-    let refs: Vec<&str> = eleven.iter().map(String::as_str).collect();
-    let r = attacker.add_keys(&refs).await;
+    let r = add_fresh_keys(&attacker, 11).await;
     assert_eq!(r["@type"], PROBLEM, "{r}");
     assert_eq!(s.refusals("keylist_update").await, 1);
     legit.still_served(s.base()).await;
