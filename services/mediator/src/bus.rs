@@ -21,7 +21,7 @@ use mediator_store_redis::{
     deadpool_redis::{
         self,
         cluster::{self, ClusterClientBuilder, ClusterConnection},
-        redis, Pool,
+        redis,
     },
     RedisPool,
 };
@@ -75,9 +75,9 @@ impl std::fmt::Debug for RedisBus {
 impl RedisBus {
     /// A bus on one Redis node: `pool` (publishing) and `url` (subscribing), channels under
     /// `prefix`.
-    pub fn new(pool: Pool, url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+    pub fn new(pool: RedisPool, url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         Ok(Self {
-            pool: pool.into(),
+            pool,
             subscriber: Subscriber::Single(Box::new(redis::Client::open(url)?)),
             prefix: prefix.to_owned(),
         })
@@ -87,13 +87,13 @@ impl RedisBus {
     /// (subscribing; any node of the cluster, the next tried when one is down), channels under
     /// `prefix`. The seeds are checked here; nothing is connected until the first subscription.
     pub fn cluster(
-        pool: cluster::Pool,
+        pool: RedisPool,
         seeds: &[String],
         prefix: &str,
     ) -> Result<Self, redis::RedisError> {
         subscriber_client(seeds, mpsc::unbounded_channel().0)?;
         Ok(Self {
-            pool: pool.into(),
+            pool,
             subscriber: Subscriber::Cluster(seeds.to_vec()),
             prefix: prefix.to_owned(),
         })

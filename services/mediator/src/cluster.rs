@@ -34,6 +34,7 @@ use std::{
     time::Duration,
 };
 
+use didcomm_envelope::VerKey;
 use mediator_store::{ConnectionId, LiveHolder, LiveSessionRegistry, MessageId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
@@ -67,6 +68,11 @@ pub enum Notice {
         /// Session id on it.
         session: u64,
     },
+    /// These recipient keys were removed from a keylist (events channel): forget their owner.
+    KeysRemoved {
+        /// The keys (base58).
+        keys: Vec<VerKey>,
+    },
     /// Deliver these queued messages of `connection` on its live session (an instance's own
     /// channel).
     Deliver {
@@ -82,8 +88,28 @@ pub enum Notice {
         /// W3C trace context of the Forward, so one trace spans both instances.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         traceparent: Option<String>,
+        /// The messages themselves, when small (a Forward's): the holder delivers them without
+        /// reading them back from the queue. Ids not carried are read from the queue.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        messages: Vec<Carried>,
     },
 }
+
+/// A queued message carried in a [`Notice::Deliver`]: its id, when it was queued (unix ms) and
+/// its JSON exactly as queued, as a string (a `RawValue` cannot be read inside an internally
+/// tagged enum).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carried {
+    /// Queued message id.
+    pub id: MessageId,
+    /// When it was queued (the delivery latency metric).
+    pub received_ms: u64,
+    /// The message (the JSON text the Forward's `msg` held).
+    pub msg: String,
+}
+
+/// Largest message carried in a notice; larger ones are read from the queue by the holder.
+pub const MAX_CARRIED_BYTES: usize = 64 * 1024;
 
 /// This instance's view of the cluster. Cheap to share (`Arc` inside the mediator).
 #[derive(Debug)]
@@ -282,6 +308,7 @@ impl Cluster {
         ids: &[MessageId],
         in_flight: bool,
         traceparent: Option<String>,
+        messages: Vec<Carried>,
     ) -> Result<usize, BusError> {
         let Some(bus) = &self.bus else {
             return Ok(0);
@@ -291,9 +318,25 @@ impl Cluster {
             ids: ids.to_vec(),
             in_flight,
             traceparent,
+            messages,
         };
         bus.publish(&bus.instance_channel(&holder.instance), &notice)
             .await
+    }
+
+    /// Tells every other instance that `keys` left a keylist (they forget their owner). A lost
+    /// announcement is repaired by the forgetting after every resubscribe, and bounded by
+    /// `mediation.key_cache_secs`.
+    pub async fn announce_keys_removed(&self, keys: &[VerKey]) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        let notice = Notice::KeysRemoved {
+            keys: keys.to_vec(),
+        };
+        if let Err(err) = bus.publish(&bus.events_channel(), &notice).await {
+            warn!(error = %err, "keylist removal not announced; peers forget it when they resubscribe or after mediation.key_cache_secs");
+        }
     }
 
     fn apply(&self, notice: &Notice) {
@@ -325,7 +368,7 @@ impl Cluster {
                     routes.remove(connection);
                 }
             }
-            Notice::Deliver { .. } => {}
+            Notice::Deliver { .. } | Notice::KeysRemoved { .. } => {}
         }
     }
 
@@ -448,10 +491,10 @@ async fn flush_pending(mediator: &Mediator, connection: &ConnectionId, holder: &
     }
     debug!(connection = %connection, holder = %holder.instance, messages = ids.len(), "repair: remembered messages sent to the live session");
     if holder.instance == cluster.instance {
-        mediator.deliver_notice(connection, &ids, false, None).await;
+        mediator.deliver_notice(connection, &ids, false, None, &[]).await;
         return;
     }
-    let heard = match cluster.notify(holder, connection, &ids, false, None).await {
+    let heard = match cluster.notify(holder, connection, &ids, false, None, Vec::new()).await {
         Ok(heard) => heard > 0,
         Err(err) => {
             warn!(error = %err, "repair notice failed");
@@ -630,6 +673,8 @@ async fn listen(mediator: Mediator) {
         first = false;
         // Subscribed first, then reloaded: an announcement made in between is heard, not lost.
         cluster.reload().await;
+        // Keylist removals announced while deaf were missed: forget every remembered key.
+        mediator.key_routes().clear();
         cluster.subscribed.store(true, Ordering::Relaxed);
         info!(instance = %cluster.instance, "subscribed to the cluster channels");
         // Repair what was missed while deaf, by the registry (the authority, just reloaded into
@@ -698,17 +743,25 @@ async fn listen(mediator: Mediator) {
                     ids,
                     in_flight,
                     traceparent,
+                    messages,
                 }) => {
                     let m = mediator.clone();
                     cluster.notices_in_progress.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
-                        m.deliver_notice(&connection, &ids, in_flight, traceparent.as_deref())
-                            .await;
+                        m.deliver_notice(
+                            &connection,
+                            &ids,
+                            in_flight,
+                            traceparent.as_deref(),
+                            &messages,
+                        )
+                        .await;
                         m.cluster()
                             .notices_in_progress
                             .fetch_sub(1, Ordering::SeqCst);
                     });
                 }
+                Ok(Notice::KeysRemoved { keys }) => mediator.key_routes().forget(&keys),
                 Ok(notice) => {
                     cluster.apply(&notice);
                     if let Notice::Open {
@@ -754,6 +807,7 @@ mod tests {
             ids: vec![MessageId::from("m1")],
             in_flight: true,
             traceparent: None,
+            messages: Vec::new(),
         };
         let text = serde_json::to_string(&n).unwrap();
         assert_eq!(
@@ -761,6 +815,24 @@ mod tests {
             r#"{"t":"deliver","connection":"c","ids":["m1"],"in_flight":true}"#
         );
         assert_eq!(serde_json::from_str::<Notice>(&text).unwrap(), n);
+        // A carried message travels as its JSON text, and is read back.
+        let carried = Notice::Deliver {
+            connection: ConnectionId::from("c"),
+            ids: vec![MessageId::from("m1")],
+            in_flight: true,
+            traceparent: None,
+            messages: vec![Carried {
+                id: MessageId::from("m1"),
+                received_ms: 7,
+                msg: r#"{"a":[1]}"#.into(),
+            }],
+        };
+        let text = serde_json::to_string(&carried).unwrap();
+        assert!(
+            text.ends_with(r#""messages":[{"id":"m1","received_ms":7,"msg":"{\"a\":[1]}"}]}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Notice>(&text).unwrap(), carried);
         let open: Notice =
             serde_json::from_str(r#"{"t":"open","connection":"c","instance":"i","session":3}"#)
                 .unwrap();

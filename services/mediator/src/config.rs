@@ -339,6 +339,9 @@ pub struct PickupConfig {
     /// A delivered message that is not acknowledged within this time is delivered again, ms.
     /// Until then it is in flight: not handed out again, not counted as waiting in `status`.
     pub redelivery_after_ms: u64,
+    /// On a WebSocket, at most one `status` answers `messages-received` per this interval, ms
+    /// (0: every one is answered).
+    pub status_interval_ms: u64,
 }
 
 /// WebSocket sessions.
@@ -439,6 +442,12 @@ pub struct MediationConfig {
     pub max_keys_per_connection: usize,
     /// Most updates one keylist-update may carry.
     pub max_keylist_update: usize,
+    /// Most recipient keys whose connection an instance remembers (the Forward's lookup); 0
+    /// remembers none (every Forward asks the store).
+    pub key_cache_max: usize,
+    /// How long a remembered key is trusted without asking the store again, seconds (removals
+    /// are forgotten at once on every instance; this bounds what a missed announcement costs).
+    pub key_cache_secs: u64,
 }
 
 /// Handshakes from anyone: caps on what an anonymous requester makes us store, and how long an

@@ -219,6 +219,7 @@ impl Mediator {
         ids: &[MessageId],
         in_flight: bool,
         traceparent: Option<&str>,
+        carried: &[crate::cluster::Carried],
     ) {
         let span = tracing::info_span!("cluster.deliver", mediator.connection_id = %connection, mediator.instance = %self.cluster().instance_id());
         if let Some(parent) = traceparent {
@@ -238,7 +239,7 @@ impl Mediator {
                 return;
             };
             let delivered = if in_flight {
-                self.deliver_handed_over(connection, &live, ids).await
+                self.deliver_handed_over(connection, &live, ids, carried).await
             } else {
                 self.deliver_queued(connection, Some(ids)).await
             };
@@ -257,17 +258,18 @@ impl Mediator {
         connection: &ConnectionId,
         live: &LiveSession,
         ids: &[MessageId],
+        carried: &[crate::cluster::Carried],
     ) -> Result<usize, InboundError> {
-        let mut messages = Vec::with_capacity(ids.len());
+        let mut items: Vec<Item<'_>> = Vec::with_capacity(ids.len());
+        let mut read = Vec::new();
         for id in ids {
-            if let Some(m) = self.stores().queue.get(connection, id).await? {
-                messages.push(m);
+            if let Some(c) = carried.iter().find(|c| &c.id == id) {
+                items.push((&c.id, c.msg.as_bytes(), c.received_ms));
+            } else if let Some(m) = self.stores().queue.get(connection, id).await? {
+                read.push(m);
             }
         }
-        let items: Vec<Item<'_>> = messages
-            .iter()
-            .map(|m| (&m.id, &m.payload[..], m.received_at_ms))
-            .collect();
+        items.extend(read.iter().map(|m| (&m.id, &m.payload[..], m.received_at_ms)));
         let sent = self.deliver_live(connection, live, &items)?;
         if sent == 0 && !live.session.is_open() {
             self.stores().queue.release(connection, ids).await?;

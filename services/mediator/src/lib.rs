@@ -15,6 +15,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod invitation;
 pub mod keyring;
+pub mod keyroutes;
 pub mod limits;
 pub mod mediator;
 pub mod observed;

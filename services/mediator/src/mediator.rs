@@ -152,6 +152,7 @@ pub struct Inner {
     stats: Stats,
     queue_depth: QueueDepth,
     cluster: crate::cluster::Cluster,
+    key_routes: crate::keyroutes::KeyRoutes,
 }
 
 /// A [`Mediator`] held weakly (the metric callbacks).
@@ -260,6 +261,10 @@ impl Mediator {
         );
         let endpoints = crate::endpoint::Endpoints::new(&config.delivery)?;
         let sessions = Sessions::with_cap(config.websocket.max_sessions_per_connection);
+        let key_routes = crate::keyroutes::KeyRoutes::new(
+            config.mediation.key_cache_max,
+            std::time::Duration::from_secs(config.mediation.key_cache_secs),
+        );
         let mediator = Self(Arc::new(Inner {
             config,
             keys,
@@ -276,6 +281,7 @@ impl Mediator {
             stats: Stats::new(&meter),
             queue_depth: QueueDepth::default(),
             cluster,
+            key_routes,
         }));
         crate::stats::observe(&meter, &mediator);
         Ok(mediator)
@@ -289,6 +295,11 @@ impl Mediator {
     /// The queue depth of the last sample.
     pub(crate) fn queue_depth(&self) -> &QueueDepth {
         &self.queue_depth
+    }
+
+    /// Which connection registered a recipient key, remembered (see [`crate::keyroutes`]).
+    pub fn key_routes(&self) -> &crate::keyroutes::KeyRoutes {
+        &self.key_routes
     }
 
     /// The configuration.

@@ -64,6 +64,8 @@ struct SessionState {
     confirmations: Mutex<VecDeque<(u64, oneshot::Sender<()>)>>,
     /// Set to true to close the session (mediator side).
     close: watch::Sender<bool>,
+    /// When this session was last sent a `status` answering `messages-received` (unix ms).
+    last_status_ms: AtomicU64,
 }
 
 /// One WebSocket session: the write side (frames go to its writer task) and its delivery state.
@@ -92,6 +94,7 @@ impl SessionHandle {
             last_seen_ms: AtomicU64::new(mediator_store::unix_ms_now()),
             confirmations: Mutex::new(VecDeque::new()),
             close,
+            last_status_ms: AtomicU64::new(0),
         };
         (
             Self {
@@ -128,6 +131,20 @@ impl SessionHandle {
                 Err(SendError::Full)
             }
         }
+    }
+
+    /// Whether this session may be sent a `status` answering `messages-received` now: none was
+    /// within `interval_ms` (0: always). Claims the slot when it may.
+    pub fn status_due(&self, interval_ms: u64) -> bool {
+        let now = mediator_store::unix_ms_now();
+        let last = self.state.last_status_ms.load(Ordering::Relaxed);
+        if interval_ms > 0 && now.saturating_sub(last) < interval_ms {
+            return false;
+        }
+        self.state
+            .last_status_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// True while the writer task still runs and nobody asked to close it.

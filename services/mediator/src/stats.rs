@@ -169,6 +169,7 @@ struct Instruments {
     delivered: Counter<u64>,
     redelivered: Counter<u64>,
     acknowledged: Counter<u64>,
+    status_skipped: Counter<u64>,
     refused: Counter<u64>,
     latency: Histogram<f64>,
 }
@@ -236,6 +237,10 @@ impl Stats {
                     "mediator.messages.acknowledged",
                     "Queued messages removed because their recipient acknowledged them",
                 ),
+                status_skipped: counter(
+                    "mediator.status.skipped",
+                    "messages-received on a WebSocket not answered by a status (one per pickup.status_interval_ms)",
+                ),
                 refused: counter(
                     "mediator.limits.refused",
                     "Requests, connections, messages and deliveries refused by a limit, by limit",
@@ -269,6 +274,7 @@ impl Stats {
             &i.forwards_queued,
             &i.redelivered,
             &i.acknowledged,
+            &i.status_skipped,
         ] {
             counter.add(0, &[]);
         }
@@ -329,6 +335,11 @@ impl Stats {
             self.acknowledged.fetch_add(n as u64, Ordering::Relaxed);
             self.instruments.acknowledged.add(n as u64, &[]);
         }
+    }
+
+    /// A `messages-received` went without a `status` (see `pickup.status_interval_ms`).
+    pub(crate) fn status_skipped(&self) {
+        self.instruments.status_skipped.add(1, &[]);
     }
 
     /// Something was refused by `limit`.

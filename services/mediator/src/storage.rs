@@ -9,6 +9,7 @@ use deadpool_redis::{
     redis::{
         self,
         aio::ConnectionLike,
+        cluster_async::ClusterConnection,
         cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo},
     },
     PoolConfig, Runtime,
@@ -109,10 +110,11 @@ async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
                 url: url.clone(),
                 source,
             })?;
+        let pool = RedisPool::from(pool);
         check_cluster(&pool, settings.require_noeviction, &url).await?;
         let bus = RedisBus::cluster(pool.clone(), &seeds, prefix)
             .map_err(|e| unreachable(&url, Box::new(e)))?;
-        (RedisPool::from(pool), bus, url)
+        (pool, bus, url)
     } else {
         let url = redact_url(&settings.url);
         let mut single_config = deadpool_redis::Config::from_url(settings.url.clone());
@@ -123,10 +125,11 @@ async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
                 url: url.clone(),
                 source,
             })?;
+        let pool = RedisPool::from(pool);
         check_single(&pool, settings.require_noeviction, &url).await?;
         let bus = RedisBus::new(pool.clone(), &settings.url, prefix)
             .map_err(|e| unreachable(&url, Box::new(e)))?;
-        (RedisPool::from(pool), bus, url)
+        (pool, bus, url)
     };
     info!(%url, cluster = settings.cluster, prefix = %prefix, "storage: Redis");
     let stores = Stores {
@@ -159,7 +162,7 @@ fn unreachable(url: &str, source: Box<dyn std::error::Error + Send + Sync>) -> S
 
 /// PING, then the node's eviction policy and persistence.
 async fn check_single(
-    pool: &deadpool_redis::Pool,
+    pool: &RedisPool,
     require_noeviction: bool,
     url: &str,
 ) -> Result<(), StorageError> {
@@ -189,7 +192,7 @@ async fn check_single(
 /// are not asked: they take no writes, and a replica promoted later is not checked (run them
 /// with the same settings).
 async fn check_cluster(
-    pool: &deadpool_redis::cluster::Pool,
+    pool: &RedisPool,
     require_noeviction: bool,
     url: &str,
 ) -> Result<(), StorageError> {
@@ -209,8 +212,11 @@ async fn check_cluster(
     if !info.is_some_and(|info| info.contains("cluster_state:ok")) {
         warn!(%url, "Redis Cluster does not say cluster_state:ok (yet): operations on unserved slots fail until it does");
     }
-    let policies = config_get_masters(&mut conn, "maxmemory-policy").await;
-    let mut appendonly = config_get_masters(&mut conn, "appendonly").await;
+    let Some(cluster) = conn.cluster() else {
+        return Ok(());
+    };
+    let policies = config_get_masters(cluster, "maxmemory-policy").await;
+    let mut appendonly = config_get_masters(cluster, "appendonly").await;
     for (node, policy) in policies {
         let aof = appendonly.remove(&node).flatten();
         judge(&node, policy, aof, require_noeviction)?;
@@ -266,7 +272,7 @@ async fn config_get(conn: &mut impl ConnectionLike, name: &str) -> Option<String
 /// `CONFIG GET name` on every master: node address -> its value (`None` where refused). The
 /// cluster client's own view of the topology names the masters.
 async fn config_get_masters(
-    conn: &mut deadpool_redis::cluster::Connection,
+    conn: &mut ClusterConnection,
     name: &str,
 ) -> HashMap<String, Option<String>> {
     let mut cmd = redis::cmd("CONFIG");

@@ -261,3 +261,32 @@ async fn an_instance_whose_subscription_drops_resubscribes_and_reloads_its_route
     b.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_removed_through_one_instance_stops_routing_forwards_on_every_instance() {
+    let p = prefix();
+    let a = instance(&p, "a").await;
+    let b = instance(&p, "b").await;
+    let client = Client::connect(&a).await;
+    let (routing, key, _conn) = client.mediated_key(&a).await;
+    // Instance b has routed a Forward to this key (and remembers its connection).
+    let (body, _) = forward_for(&routing, key.verkey(), b"{\"n\":1}");
+    assert_eq!(b.post(body).await.0, 202);
+    assert_eq!(b.mediator.key_routes().len(), 1);
+
+    // The client removes the key through instance a.
+    let removed = client
+        .call(&Client::msg(
+            "coordinate-mediation/1.0/keylist-update",
+            json!({"updates": [{"recipient_key": key.verkey_base58(), "action": "remove"}]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(removed["updated"][0]["result"], "success", "{removed}");
+    // b hears the removal and forgets the key; a Forward to it through b is refused.
+    wait_for(|| b.mediator.key_routes().is_empty(), "b forgets the removed key").await;
+    let (body, _) = forward_for(&routing, key.verkey(), b"{\"n\":2}");
+    assert_eq!(b.post(body).await.0, 404);
+    a.stop().await;
+    b.stop().await;
+}

@@ -9,9 +9,13 @@
 //! request path scans anything. This module must not read a queue and then write on the strength
 //! of that read from the client: every check-then-write happens inside one script.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc, LazyLock, Mutex,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, LazyLock, Mutex,
+    },
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -62,7 +66,17 @@ pub struct RedisMessageQueue {
     expired: Arc<AtomicU64>,
     /// Where the next sweep resumes its SSCAN of the queue index.
     sweep_cursor: Arc<Mutex<u64>>,
+    /// Queues this process listed in the index lately (connection -> when).
+    listed: Arc<Mutex<HashMap<ConnectionId, Instant>>>,
 }
+
+/// How long a queue this process listed is taken to be listed still. A sweep (of any instance)
+/// unlists a queue it finds empty; a message added meanwhile by an instance that still takes it
+/// for listed leaves it unlisted for at most this long after that instance's next add (and its
+/// messages still expire when it is touched, and by its keys' PEXPIRE).
+const LISTED_FOR: Duration = Duration::from_secs(10);
+/// Most queues remembered as listed (past it, the memory starts over: one SADD each again).
+const MAX_LISTED: usize = 100_000;
 
 impl std::fmt::Debug for RedisMessageQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +104,34 @@ impl RedisMessageQueue {
             limits,
             expired: Arc::default(),
             sweep_cursor: Arc::default(),
+            listed: Arc::default(),
         }
+    }
+
+    /// Whether `connection_id`'s queue must be listed in the index now: not listed by this
+    /// process within [`LISTED_FOR`]. Marks it listed.
+    fn must_list(&self, connection_id: &ConnectionId) -> bool {
+        let now = Instant::now();
+        let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        if listed
+            .get(connection_id)
+            .is_some_and(|at| now.duration_since(*at) < LISTED_FOR)
+        {
+            return false;
+        }
+        if listed.len() >= MAX_LISTED {
+            listed.clear();
+        }
+        listed.insert(connection_id.clone(), now);
+        true
+    }
+
+    /// Forgets that `connection_id`'s queue was listed (its SADD failed).
+    fn unlisted(&self, connection_id: &ConnectionId) {
+        self.listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection_id);
     }
 
     async fn connection(&self) -> Result<RedisConnection> {
@@ -162,15 +203,20 @@ impl RedisMessageQueue {
         };
         match code {
             0 => {
-                if value == 1 {
-                    // First message of an idle queue: list it for the sweep (rare, so this
-                    // second round trip stays off the common path).
-                    redis::cmd("SADD")
+                // List the queue for the sweep: on its first message, and otherwise once per
+                // LISTED_FOR per process (a sweep may have unlisted it). A live client empties
+                // its queue with every acknowledgement, so "first message" is most messages:
+                // without the memory this was a second round trip per Forward.
+                if self.must_list(connection_id) {
+                    let listed = redis::cmd("SADD")
                         .arg(&*self.index)
                         .arg(connection_id.as_str())
                         .query_async::<()>(&mut conn)
-                        .await
-                        .map_err(error::redis)?;
+                        .await;
+                    if let Err(err) = listed {
+                        self.unlisted(connection_id);
+                        return Err(error::redis(err));
+                    }
                 }
                 Ok(id)
             }

@@ -169,6 +169,16 @@ pub async fn keylist_update(
         .mediation
         .update_keylist(&conn.id, &updates)
         .await?;
+    let removed: Vec<VerKey> = updates
+        .iter()
+        .filter(|u| u.action == KeylistAction::Remove)
+        .map(|u| u.key)
+        .collect();
+    if !removed.is_empty() {
+        // Every instance's Forwards must stop finding this connection by these keys.
+        m.key_routes().forget(&removed);
+        m.cluster().announce_keys_removed(&removed).await;
+    }
     for (i, outcome) in valid.into_iter().zip(outcomes) {
         results[i] = outcome.result;
     }

@@ -208,6 +208,15 @@ pub async fn messages_received(
         session.release(&ids);
     }
     tracing::debug!(connection = %conn.id, listed = ids.len(), removed, "messages received");
+    // The status answer is a SHOULD (RFC 0685). A live client acknowledges as deliveries come;
+    // on a WebSocket, a burst of acknowledgements gets one status per
+    // `pickup.status_interval_ms` (each costs a queue read and a packed reply).
+    if let Via::WebSocket(session) = inbound.via {
+        if !session.status_due(m.config().pickup.status_interval_ms) {
+            m.stats().status_skipped();
+            return Ok(Vec::new());
+        }
+    }
     Ok(vec![status(m, inbound, None, None).await?])
 }
 

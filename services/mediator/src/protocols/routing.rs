@@ -38,9 +38,9 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     let received_ms = mediator_store::unix_ms_now();
     let key = VerKey::parse(to).map_err(|e| InboundError::BadForward(format!("`to`: {e}")))?;
     let stores = m.stores();
-    let connection = stores
-        .mediation
-        .connection_for_key(&key)
+    let connection = m
+        .key_routes()
+        .resolve(&*stores.mediation, &key)
         .await?
         .ok_or_else(|| InboundError::UnknownForwardRecipient(to.to_owned()))?;
     let payload = Bytes::copy_from_slice(msg.get().as_bytes());
@@ -103,6 +103,16 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                         std::slice::from_ref(&id),
                         true,
                         crate::telemetry::current_traceparent(),
+                        // The holder need not read it back from the queue (one round trip less).
+                        if payload.len() <= crate::cluster::MAX_CARRIED_BYTES {
+                            vec![crate::cluster::Carried {
+                                id: id.clone(),
+                                received_ms,
+                                msg: msg.get().to_owned(),
+                            }]
+                        } else {
+                            Vec::new()
+                        },
                     )
                     .await
                 {

@@ -30,8 +30,13 @@ redis.call('HSET', K_META, ARGV[2], meta(received, deliveries, ARGV[4]))
 redis.call('INCRBY', K_BYTES, string.len(ARGV[3]))
 if TTL > 0 then
   -- Safety net: a queue nobody touches for a TTL (and a day) is all expired; the sweep counts
-  -- such messages first, this only guarantees the keys do not stay forever.
-  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], TTL + 86400000) end
+  -- such messages first, this only guarantees the keys do not stay forever. The keys' expiry is
+  -- pushed out only when less than TTL + 12 h is left (two PTTLs per add, six PEXPIREs twice a
+  -- day), so no message's keys go before it is TTL + 12 h old. The lease set is checked too: the
+  -- leasing scripts create it without an expiry (-1).
+  if redis.call('PTTL', K_ORDER) < TTL + 43200000 or redis.call('PTTL', K_LEASE) == -1 then
+    for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], TTL + 86400000) end
+  end
 end
 local was_empty = 0
 if count == 0 then was_empty = 1 end

@@ -1,0 +1,180 @@
+//! Which connection registered a recipient key, remembered: the lookup every Forward starts with,
+//! answered from memory after the first time instead of by a store round trip per Forward.
+//!
+//! A key changes owner only through a keylist `remove` (and a later `add` by another connection).
+//! Every instance forgets a removed key: the instance that removed it at once, the others when
+//! the removal is announced on the cluster's events channel ([`crate::cluster`]), and all of them
+//! forget everything after a pub/sub outage (an announcement may have been missed). A lookup that
+//! overlaps a removal is not remembered (the epoch check in [`KeyRoutes::resolve`]), so a stale
+//! owner can only outlive a removal by the announcement's delay. Entries also expire after
+//! `mediation.key_cache_secs` and the map holds at most `mediation.key_cache_max` keys. Unknown
+//! keys are never remembered: a stranger's Forwards to random keys cost a lookup each, as before.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use didcomm_envelope::VerKey;
+use mediator_store::{ConnectionId, MediationStore, Result};
+
+/// The cache (one per instance, inside the mediator).
+#[derive(Debug)]
+pub struct KeyRoutes {
+    map: Mutex<HashMap<VerKey, (ConnectionId, Instant)>>,
+    /// Bumped by every forgetting: a lookup that saw another epoch does not remember its answer.
+    epoch: AtomicU64,
+    ttl: Duration,
+    max: usize,
+}
+
+impl KeyRoutes {
+    /// A cache of at most `max` keys, each kept `ttl`; `max` 0 remembers nothing.
+    pub fn new(max: usize, ttl: Duration) -> Self {
+        Self {
+            map: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            ttl,
+            max,
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<VerKey, (ConnectionId, Instant)>> {
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection that registered `key`: remembered, or asked of `store` (and remembered).
+    // Hot path: one call per Forward; a map lookup when remembered.
+    pub async fn resolve(
+        &self,
+        store: &dyn MediationStore,
+        key: &VerKey,
+    ) -> Result<Option<ConnectionId>> {
+        let now = Instant::now();
+        if let Some((connection, at)) = self.map().get(key) {
+            if now.duration_since(*at) < self.ttl {
+                return Ok(Some(connection.clone()));
+            }
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let found = store.connection_for_key(key).await?;
+        if let Some(connection) = &found {
+            if self.max > 0 {
+                let mut map = self.map();
+                // A removal while the store answered: the answer may be the old owner.
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    if map.len() >= self.max {
+                        map.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
+                        if map.len() >= self.max {
+                            map.clear();
+                        }
+                    }
+                    map.insert(*key, (connection.clone(), now));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Forgets `keys` (removed from a keylist, here or on another instance).
+    pub fn forget(&self, keys: &[VerKey]) {
+        let mut map = self.map();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for key in keys {
+            map.remove(key);
+        }
+    }
+
+    /// Forgets everything (announcements may have been missed).
+    pub fn clear(&self) {
+        let mut map = self.map();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use didcomm_envelope::KeyPair;
+    use mediator_store::{memory::MemoryMediationStore, KeylistAction, KeylistUpdate};
+
+    async fn setup() -> (MemoryMediationStore, VerKey, ConnectionId) {
+        let store = MemoryMediationStore::new();
+        let key = *KeyPair::generate().unwrap().verkey();
+        let conn = ConnectionId::generate();
+        let add = KeylistUpdate {
+            key,
+            action: KeylistAction::Add,
+        };
+        store.update_keylist(&conn, &[add]).await.unwrap();
+        (store, key, conn)
+    }
+
+    async fn remove(store: &MemoryMediationStore, conn: &ConnectionId, key: VerKey) {
+        let update = KeylistUpdate {
+            key,
+            action: KeylistAction::Remove,
+        };
+        store.update_keylist(conn, &[update]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn remembers_until_forgotten() {
+        let (store, key, conn) = setup().await;
+        let routes = KeyRoutes::new(10, Duration::from_secs(60));
+        assert_eq!(routes.resolve(&store, &key).await.unwrap(), Some(conn.clone()));
+        remove(&store, &conn, key).await;
+        // Remembered: the store is not asked.
+        assert_eq!(routes.resolve(&store, &key).await.unwrap(), Some(conn.clone()));
+        routes.forget(&[key]);
+        assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
+        // Unknown keys are not remembered.
+        assert!(routes.is_empty());
+    }
+
+    #[tokio::test]
+    async fn entries_expire_and_the_size_is_bounded() {
+        let (store, key, conn) = setup().await;
+        let routes = KeyRoutes::new(10, Duration::ZERO);
+        assert_eq!(routes.resolve(&store, &key).await.unwrap(), Some(conn.clone()));
+        remove(&store, &conn, key).await;
+        assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
+
+        let routes = KeyRoutes::new(3, Duration::from_secs(60));
+        for _ in 0..10 {
+            let (store, key, _) = setup().await;
+            routes.resolve(&store, &key).await.unwrap();
+            assert!(routes.len() <= 3);
+        }
+        let off = KeyRoutes::new(0, Duration::from_secs(60));
+        let (store, key, _) = setup().await;
+        off.resolve(&store, &key).await.unwrap();
+        assert!(off.is_empty());
+    }
+
+    #[tokio::test]
+    async fn clear_forgets_everything() {
+        let (store, key, conn) = setup().await;
+        let routes = KeyRoutes::new(10, Duration::from_secs(60));
+        routes.resolve(&store, &key).await.unwrap();
+        remove(&store, &conn, key).await;
+        routes.clear();
+        assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
+    }
+}
