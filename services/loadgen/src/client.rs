@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use didcomm_did::{resolve, verify_attachment, OwnDid};
-use didcomm_envelope::{pack, unpack, ContentEnc, KeyPair, VerKey};
+use didcomm_envelope::{unpack, Channel, ContentEnc, Envelope, KeyPair, OpenCache, VerKey};
 use didcomm_message::Attachment;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -65,6 +65,10 @@ pub struct Recipient {
     pub recipient_key: KeyPair,
     /// The grant's routing key; Forwards are anoncrypted to it.
     pub routing_key: VerKey,
+    /// Per-peer crypto, as the mediator keeps it (the driver must not be the bottleneck): the
+    /// channel to the mediator's current key, and what opening its deliveries can remember.
+    channel: std::sync::Mutex<Option<(VerKey, std::sync::Arc<Channel>)>>,
+    opener: OpenCache,
 }
 
 impl Recipient {
@@ -127,6 +131,8 @@ impl Recipient {
             })?,
             // Replaced by the grant's below.
             routing_key: invitation_key,
+            channel: std::sync::Mutex::new(None),
+            opener: OpenCache::new(4),
         };
 
         // DID Exchange 1.1: request, response (signed did_rotate), complete.
@@ -254,19 +260,24 @@ impl Recipient {
 
     /// Packs `msg` for the mediator, authcrypted from our connection key.
     pub fn pack(&self, msg: &Value) -> Result<Vec<u8>, LoadError> {
-        Ok(pack(
-            &serde_json::to_vec(msg)?,
-            &[self.mediator_key],
-            Some(&self.key),
-            ContentEnc::C20P,
-        )?)
+        let channel = {
+            let mut cached = self.channel.lock().unwrap_or_else(|p| p.into_inner());
+            match &*cached {
+                Some((key, channel)) if *key == self.mediator_key => std::sync::Arc::clone(channel),
+                _ => {
+                    let channel =
+                        std::sync::Arc::new(Channel::new(&self.key, &[self.mediator_key])?);
+                    *cached = Some((self.mediator_key, std::sync::Arc::clone(&channel)));
+                    channel
+                }
+            }
+        };
+        Ok(channel.pack(&serde_json::to_vec(msg)?, ContentEnc::C20P)?)
     }
 
     /// Opens an envelope for our connection key (what the mediator sends us).
     pub fn open(&self, bytes: &[u8]) -> Result<Value, LoadError> {
-        let out = unpack(bytes, |kid| {
-            (kid == self.key.verkey_base58()).then_some(&self.key)
-        })?;
+        let out = Envelope::parse(bytes)?.open_cached(&self.key, &self.opener)?;
         Ok(serde_json::from_slice(&out.message)?)
     }
 

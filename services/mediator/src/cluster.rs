@@ -491,10 +491,15 @@ async fn flush_pending(mediator: &Mediator, connection: &ConnectionId, holder: &
     }
     debug!(connection = %connection, holder = %holder.instance, messages = ids.len(), "repair: remembered messages sent to the live session");
     if holder.instance == cluster.instance {
-        mediator.deliver_notice(connection, &ids, false, None, &[]).await;
+        mediator
+            .deliver_notice(connection, &ids, false, None, &[])
+            .await;
         return;
     }
-    let heard = match cluster.notify(holder, connection, &ids, false, None, Vec::new()).await {
+    let heard = match cluster
+        .notify(holder, connection, &ids, false, None, Vec::new())
+        .await
+    {
         Ok(heard) => heard > 0,
         Err(err) => {
             warn!(error = %err, "repair notice failed");

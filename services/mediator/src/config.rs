@@ -431,6 +431,8 @@ pub struct Limits {
     pub max_envelope_recipients: usize,
     /// Most queries one discover-features message may carry.
     pub max_discover_queries: usize,
+    /// Peers whose per-peer crypto (precomputed boxes, sealed senders) an instance remembers.
+    pub peer_crypto_cache: usize,
 }
 
 /// Coordinate Mediation behaviour.
@@ -691,6 +693,7 @@ impl Config {
                 "limits.max_discover_queries",
                 self.limits.max_discover_queries,
             ),
+            ("limits.peer_crypto_cache", self.limits.peer_crypto_cache),
             (
                 "mediation.max_keys_per_connection",
                 self.mediation.max_keys_per_connection,

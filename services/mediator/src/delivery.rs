@@ -10,7 +10,6 @@
 use std::{io::Write, time::Duration};
 
 use bytes::Bytes;
-use didcomm_envelope::{pack, ContentEnc};
 use didcomm_message::DocUri;
 use mediator_store::{ConnectionId, MessageId, QueuedMessage};
 use tokio::sync::oneshot;
@@ -126,12 +125,9 @@ impl Mediator {
             return Ok(0);
         }
         let plaintext = delivery_plaintext(&live.doc_uri, None, None, &fresh);
-        let packed = pack(
-            &plaintext,
-            &live.their_keys,
-            Some(&live.our_key),
-            ContentEnc::C20P,
-        )?;
+        let packed = self
+            .crypto()
+            .pack(&plaintext, &live.their_keys, &live.our_key)?;
         match live.session.push(Outbound::Data(Bytes::from(packed))) {
             // Closed meanwhile: its claims may already have been given back; give these back too.
             Ok(()) if !live.session.is_open() => Ok(0),
@@ -269,7 +265,10 @@ impl Mediator {
                 read.push(m);
             }
         }
-        items.extend(read.iter().map(|m| (&m.id, &m.payload[..], m.received_at_ms)));
+        items.extend(
+            read.iter()
+                .map(|m| (&m.id, &m.payload[..], m.received_at_ms)),
+        );
         let sent = self.deliver_live(connection, live, &items)?;
         if sent == 0 && !live.session.is_open() {
             self.stores().queue.release(connection, ids).await?;

@@ -178,7 +178,7 @@ impl Harness {
         let inbound = Inbound {
             msg,
             sender: Some(*self.client.verkey()),
-            target: Target::Connection(Box::new(self.connection.clone())),
+            target: Target::Connection(std::sync::Arc::new(self.connection.clone())),
             via,
         };
         let outgoing = protocols::dispatch(&self.mediator, &inbound).await?;

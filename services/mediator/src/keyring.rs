@@ -22,7 +22,13 @@ pub struct KeyRing {
     invitation: KeyPair,
     routing: KeyPair,
     ephemeral: bool,
+    /// Connection keys derived lately (an Ed25519 key generation and its X25519 conversion each:
+    /// per connection, not per message).
+    derived: quick_cache::sync::Cache<String, KeyPair>,
 }
+
+/// Connection keys remembered (about 300 bytes each).
+const DERIVED_CACHE: usize = 10_000;
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,6 +65,7 @@ impl KeyRing {
             invitation,
             routing,
             ephemeral,
+            derived: quick_cache::sync::Cache::new(DERIVED_CACHE),
         })
     }
 
@@ -78,11 +85,17 @@ impl KeyRing {
     }
 
     /// The mediator's key for one connection.
+    // Hot path: every message of a connection (its key opens it and packs the reply).
     pub fn connection_key(&self, connection_id: &str) -> Result<KeyPair, DeriveError> {
+        if let Some(key) = self.derived.get(connection_id) {
+            return Ok(key);
+        }
         let mut info = Vec::with_capacity(11 + connection_id.len());
         info.extend_from_slice(b"connection:");
         info.extend_from_slice(connection_id.as_bytes());
-        derive(&self.hkdf, &info)
+        let key = derive(&self.hkdf, &info)?;
+        self.derived.insert(connection_id.to_owned(), key.clone());
+        Ok(key)
     }
 
     /// A stable identifier derived from the secret (the invitation's `@id`, so that every

@@ -44,7 +44,9 @@ impl KeyRoutes {
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<VerKey, (ConnectionId, Instant)>> {
-        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The connection that registered `key`: remembered, or asked of `store` (and remembered).
@@ -138,10 +140,16 @@ mod tests {
     async fn remembers_until_forgotten() {
         let (store, key, conn) = setup().await;
         let routes = KeyRoutes::new(10, Duration::from_secs(60));
-        assert_eq!(routes.resolve(&store, &key).await.unwrap(), Some(conn.clone()));
+        assert_eq!(
+            routes.resolve(&store, &key).await.unwrap(),
+            Some(conn.clone())
+        );
         remove(&store, &conn, key).await;
         // Remembered: the store is not asked.
-        assert_eq!(routes.resolve(&store, &key).await.unwrap(), Some(conn.clone()));
+        assert_eq!(
+            routes.resolve(&store, &key).await.unwrap(),
+            Some(conn.clone())
+        );
         routes.forget(&[key]);
         assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
         // Unknown keys are not remembered.
@@ -152,7 +160,10 @@ mod tests {
     async fn entries_expire_and_the_size_is_bounded() {
         let (store, key, conn) = setup().await;
         let routes = KeyRoutes::new(10, Duration::ZERO);
-        assert_eq!(routes.resolve(&store, &key).await.unwrap(), Some(conn.clone()));
+        assert_eq!(
+            routes.resolve(&store, &key).await.unwrap(),
+            Some(conn.clone())
+        );
         remove(&store, &conn, key).await;
         assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
 

@@ -47,7 +47,7 @@ pub enum Target {
     /// The invitation key: handshake requests.
     Invitation,
     /// A connection's key: everything on an established (or establishing) connection.
-    Connection(Box<ConnectionRecord>),
+    Connection(Arc<ConnectionRecord>),
 }
 
 /// One decrypted inbound message and what is known about it.
@@ -153,6 +153,7 @@ pub struct Inner {
     queue_depth: QueueDepth,
     cluster: crate::cluster::Cluster,
     key_routes: crate::keyroutes::KeyRoutes,
+    crypto: crate::crypto::PeerCrypto,
 }
 
 /// A [`Mediator`] held weakly (the metric callbacks).
@@ -265,6 +266,7 @@ impl Mediator {
             config.mediation.key_cache_max,
             std::time::Duration::from_secs(config.mediation.key_cache_secs),
         );
+        let crypto = crate::crypto::PeerCrypto::new(config.limits.peer_crypto_cache);
         let mediator = Self(Arc::new(Inner {
             config,
             keys,
@@ -282,6 +284,7 @@ impl Mediator {
             queue_depth: QueueDepth::default(),
             cluster,
             key_routes,
+            crypto,
         }));
         crate::stats::observe(&meter, &mediator);
         Ok(mediator)
@@ -300,6 +303,11 @@ impl Mediator {
     /// Which connection registered a recipient key, remembered (see [`crate::keyroutes`]).
     pub fn key_routes(&self) -> &crate::keyroutes::KeyRoutes {
         &self.key_routes
+    }
+
+    /// Per-peer cryptography, remembered (see [`crate::crypto`]).
+    pub fn crypto(&self) -> &crate::crypto::PeerCrypto {
+        &self.crypto
     }
 
     /// The configuration.
@@ -423,8 +431,8 @@ impl Mediator {
             Via::WebSocket(_) => crate::stats::Transport::WebSocket,
         });
         let envelope = Envelope::parse(body)?;
-        let (key, target) = self.recipient_key(&envelope).await?;
-        let unpacked = envelope.open(&key)?;
+        let (key, target) = self.recipient_key(&envelope, via).await?;
+        let unpacked = self.crypto.open(envelope, &key)?;
 
         if let Target::Routing = target {
             // Hot path: Forwards are anoncrypted to the routing key; skip the generic model.
@@ -498,7 +506,11 @@ impl Mediator {
 
     /// Finds the key an envelope is for among ours: the routing key, the invitation key, or a
     /// connection key (derived from the master secret for the connection that owns it).
-    async fn recipient_key(&self, envelope: &Envelope) -> Result<(KeyPair, Target), InboundError> {
+    async fn recipient_key(
+        &self,
+        envelope: &Envelope,
+        via: Via<'_>,
+    ) -> Result<(KeyPair, Target), InboundError> {
         let max = self.config.limits.max_envelope_recipients;
         if envelope.recipients().len() > max {
             // Each recipient may cost a store lookup.
@@ -521,12 +533,30 @@ impl Mediator {
             let Ok(vk) = VerKey::parse(&r.kid) else {
                 continue;
             };
-            if let Some(conn) = self.stores.connections.find_by_my_verkey(&vk).await? {
+            // A WebSocket remembers the completed connection it carries (one store round trip
+            // per session instead of per message; a completed record does not change).
+            let known = match via {
+                Via::WebSocket(session) => session.known_connection(&vk),
+                Via::Http => None,
+            };
+            let conn = match known {
+                Some(conn) => Some(conn),
+                None => self
+                    .stores
+                    .connections
+                    .find_by_my_verkey(&vk)
+                    .await?
+                    .map(Arc::new),
+            };
+            if let Some(conn) = conn {
                 let key = self
                     .keys
                     .connection_key(conn.id.as_str())
                     .map_err(|e| InboundError::Internal(e.to_string()))?;
-                return Ok((key, Target::Connection(Box::new(conn))));
+                if let (Via::WebSocket(session), ConnectionState::Completed) = (via, conn.state) {
+                    session.remember_connection(vk, Arc::clone(&conn));
+                }
+                return Ok((key, Target::Connection(conn)));
             }
         }
         Err(InboundError::UnknownRecipient(
@@ -594,12 +624,7 @@ impl Mediator {
     pub fn pack_direct(&self, out: &Outgoing) -> Result<Bytes, InboundError> {
         let plaintext =
             serde_json::to_vec(&out.msg).map_err(|e| InboundError::Internal(e.to_string()))?;
-        let packed = pack(
-            &plaintext,
-            &out.to.keys,
-            Some(&out.to.from),
-            ContentEnc::C20P,
-        )?;
+        let packed = self.crypto.pack(&plaintext, &out.to.keys, &out.to.from)?;
         Ok(Bytes::from(packed))
     }
 

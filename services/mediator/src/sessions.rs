@@ -26,7 +26,7 @@ use std::{
 use bytes::Bytes;
 use didcomm_envelope::{KeyPair, VerKey};
 use didcomm_message::DocUri;
-use mediator_store::{ConnectionId, MessageId};
+use mediator_store::{ConnectionId, ConnectionRecord, MessageId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info};
 
@@ -66,6 +66,8 @@ struct SessionState {
     close: watch::Sender<bool>,
     /// When this session was last sent a `status` answering `messages-received` (unix ms).
     last_status_ms: AtomicU64,
+    /// The completed connection this session carries messages of, by our key of it.
+    known: Mutex<Option<(VerKey, Arc<ConnectionRecord>)>>,
 }
 
 /// One WebSocket session: the write side (frames go to its writer task) and its delivery state.
@@ -95,6 +97,7 @@ impl SessionHandle {
             confirmations: Mutex::new(VecDeque::new()),
             close,
             last_status_ms: AtomicU64::new(0),
+            known: Mutex::new(None),
         };
         (
             Self {
@@ -131,6 +134,20 @@ impl SessionHandle {
                 Err(SendError::Full)
             }
         }
+    }
+
+    /// The completed connection whose key (ours) is `my_key`, if this session remembers it.
+    pub fn known_connection(&self, my_key: &VerKey) -> Option<Arc<ConnectionRecord>> {
+        match &*lock(&self.state.known) {
+            Some((key, conn)) if key == my_key => Some(Arc::clone(conn)),
+            _ => None,
+        }
+    }
+
+    /// Remembers the completed connection `conn` (ours is `my_key`) for this session's later
+    /// messages (one at a time: a socket carries one connection's messages, as a rule).
+    pub fn remember_connection(&self, my_key: VerKey, conn: Arc<ConnectionRecord>) {
+        *lock(&self.state.known) = Some((my_key, conn));
     }
 
     /// Whether this session may be sent a `status` answering `messages-received` now: none was

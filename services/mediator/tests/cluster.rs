@@ -284,7 +284,11 @@ async fn a_key_removed_through_one_instance_stops_routing_forwards_on_every_inst
         .unwrap();
     assert_eq!(removed["updated"][0]["result"], "success", "{removed}");
     // b hears the removal and forgets the key; a Forward to it through b is refused.
-    wait_for(|| b.mediator.key_routes().is_empty(), "b forgets the removed key").await;
+    wait_for(
+        || b.mediator.key_routes().is_empty(),
+        "b forgets the removed key",
+    )
+    .await;
     let (body, _) = forward_for(&routing, key.verkey(), b"{\"n\":2}");
     assert_eq!(b.post(body).await.0, 404);
     a.stop().await;

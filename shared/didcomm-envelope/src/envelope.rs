@@ -36,6 +36,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     b64,
+    cache::OpenCache,
     error::EnvelopeError,
     keys::{KeyPair, VerKey},
 };
@@ -44,7 +45,7 @@ use crate::{
 pub const ENC_LABEL: &str = "xchacha20poly1305_ietf";
 const TYP: &str = "JWM/1.0";
 const TAG_LENGTH: usize = 16;
-const CEK_LENGTH: usize = 32;
+pub(crate) const CEK_LENGTH: usize = 32;
 const CBOX_NONCE_LENGTH: usize = 24;
 
 /// The content encryption of an envelope.
@@ -92,7 +93,7 @@ pub enum Alg {
 }
 
 impl Alg {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Anoncrypt => "Anoncrypt",
             Self::Authcrypt => "Authcrypt",
@@ -151,18 +152,18 @@ struct ProtectedOut<'a> {
 }
 
 #[derive(Serialize)]
-struct RecipientOut {
-    encrypted_key: String,
-    header: RecipientHeaderOut,
+pub(crate) struct RecipientOut {
+    pub(crate) encrypted_key: String,
+    pub(crate) header: RecipientHeaderOut,
 }
 
 #[derive(Serialize)]
-struct RecipientHeaderOut {
-    kid: String,
+pub(crate) struct RecipientHeaderOut {
+    pub(crate) kid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    sender: Option<String>,
+    pub(crate) sender: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    iv: Option<String>,
+    pub(crate) iv: Option<String>,
 }
 
 fn json_error(part: &'static str, source: serde_json::Error) -> EnvelopeError {
@@ -189,6 +190,18 @@ pub struct Recipient {
     encrypted_key: String,
     sender: Option<String>,
     iv: Option<String>,
+}
+
+impl Recipient {
+    /// The sealed sender field (authcrypt), base64 as written.
+    pub fn sender(&self) -> Option<&str> {
+        self.sender.as_deref()
+    }
+
+    /// The encrypted content key, base64 as written.
+    pub fn encrypted_key(&self) -> &str {
+        &self.encrypted_key
+    }
 }
 
 /// A parsed, not yet decrypted envelope. Parse once, choose the recipient key you hold among
@@ -289,8 +302,22 @@ impl Envelope {
     }
 
     /// Decrypts the envelope with `key`, which must be one of its recipients.
-    // Hot path: one call per inbound message.
     pub fn open(self, key: &KeyPair) -> Result<Unpacked, EnvelopeError> {
+        self.open_with(key, None)
+    }
+
+    /// [`Envelope::open`], remembering in `cache` what opening envelopes from the same sender
+    /// again can skip (see [`crate::cache`]).
+    // Hot path: one call per inbound message.
+    pub fn open_cached(self, key: &KeyPair, cache: &OpenCache) -> Result<Unpacked, EnvelopeError> {
+        self.open_with(key, Some(cache))
+    }
+
+    fn open_with(
+        self,
+        key: &KeyPair,
+        cache: Option<&OpenCache>,
+    ) -> Result<Unpacked, EnvelopeError> {
         let ours = key.verkey_base58();
         let entry = self
             .recipients
@@ -301,7 +328,7 @@ impl Envelope {
                     self.recipients.iter().map(|r| r.kid.clone()).collect(),
                 )
             })?;
-        let (cek, sender) = unwrap_cek(self.alg, entry, key)?;
+        let (cek, sender) = unwrap_cek(self.alg, entry, key, cache)?;
         let mut buffer = self.sealed;
         match self.enc {
             ContentEnc::C20P => decrypt::<C20P>(&cek, &mut buffer, &self.iv, &self.protected_b64)?,
@@ -328,9 +355,19 @@ fn unwrap_cek(
     alg: Alg,
     entry: &Recipient,
     key: &KeyPair,
+    cache: Option<&OpenCache>,
 ) -> Result<(Zeroizing<Vec<u8>>, Option<VerKey>), EnvelopeError> {
     let encrypted_key = b64::decode(&entry.encrypted_key, "encrypted_key")?;
     let (cek, sender) = match (alg, &entry.sender, &entry.iv) {
+        (Alg::Authcrypt, Some(sender), Some(iv)) if cache.is_some() => {
+            let cache = cache.ok_or(EnvelopeError::BoxFailed)?;
+            let sender_vk = cache.sender(key, sender)?;
+            let nonce = b64::decode(iv, "recipient iv")?;
+            let mut boxed = Zeroizing::new(encrypted_key);
+            let len = cache.open_box(key, &sender_vk, &mut boxed, &nonce)?;
+            let start = boxed.len() - len;
+            (Zeroizing::new(boxed[start..].to_vec()), Some(sender_vk))
+        }
         (Alg::Anoncrypt, None, None) => {
             let cek = crypto_box_seal_open(key.x25519(), &encrypted_key)
                 .map_err(EnvelopeError::KeyUnwrap)?;
@@ -459,6 +496,17 @@ pub fn pack(
     } else {
         Alg::Anoncrypt
     };
+    finish_pack(message, entries, alg, enc, &cek_bytes[..])
+}
+
+/// The protected header of `entries` and the content encrypted with `cek`: the envelope JSON.
+pub(crate) fn finish_pack(
+    message: &[u8],
+    entries: Vec<RecipientOut>,
+    alg: Alg,
+    enc: ContentEnc,
+    cek: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     let header = ProtectedOut {
         enc: ENC_LABEL,
         typ: TYP,
@@ -474,8 +522,8 @@ pub fn pack(
     let mut buffer = Vec::with_capacity(message.len() + TAG_LENGTH);
     buffer.extend_from_slice(message);
     let ct_len = match enc {
-        ContentEnc::C20P => encrypt::<C20P>(&cek_bytes[..], &mut buffer, nonce, &protected)?,
-        ContentEnc::XC20P => encrypt::<XC20P>(&cek_bytes[..], &mut buffer, nonce, &protected)?,
+        ContentEnc::C20P => encrypt::<C20P>(cek, &mut buffer, nonce, &protected)?,
+        ContentEnc::XC20P => encrypt::<XC20P>(cek, &mut buffer, nonce, &protected)?,
     };
     let (ciphertext, tag) = buffer.split_at(ct_len);
 

@@ -134,4 +134,8 @@ pub enum EnvelopeError {
     /// Pack was called without recipients.
     #[error("cannot pack for zero recipients")]
     PackNoRecipients,
+    /// A content key box (authcrypt) did not open (wrong sender, tampered, or malformed), or
+    /// could not be sealed.
+    #[error("content key box failed (wrong sender, tampered or malformed)")]
+    BoxFailed,
 }

@@ -7,13 +7,16 @@
 //!
 //! Cryptography is `askar-crypto`, the crate underneath Aries Askar, which ACA-Py and credo-ts
 //! use: the same primitives (libsodium-compatible `crypto_box`, ChaCha20-Poly1305) as our peers.
-//! This crate does no I/O and holds no state.
+//! This crate does no I/O; its only state is what [`cache`] remembers about peers, when asked to.
+//! - [`cache`]: per-peer work done once (precomputed `crypto_box` keys, sealed senders).
 
 mod b64;
+pub mod cache;
 pub mod envelope;
 mod error;
 pub mod keys;
 
+pub use cache::{Channel, OpenCache};
 pub use envelope::{pack, unpack, Alg, ContentEnc, Envelope, Recipient, Unpacked};
 pub use error::{EnvelopeError, KeyError};
 pub use keys::{KeyPair, VerKey};
