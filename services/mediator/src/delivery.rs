@@ -217,7 +217,7 @@ impl Mediator {
         traceparent: Option<&str>,
         carried: &[crate::cluster::Carried],
     ) {
-        let span = tracing::info_span!("cluster.deliver", mediator.connection_id = %connection, mediator.instance = %self.cluster().instance_id());
+        let span = crate::hot_span!("cluster.deliver", mediator.connection_id = %connection, mediator.instance = %self.cluster().instance_id());
         if let Some(parent) = traceparent {
             // One trace: the Forward on the instance that took it, the delivery here.
             crate::telemetry::continue_trace(&span, parent);

@@ -461,7 +461,7 @@ impl Mediator {
                 });
             }
         }
-        let span = tracing::info_span!(
+        let span = crate::hot_span!(
             "message",
             didcomm.r#type = %msg.ty,
             didcomm.id = %msg.id,

@@ -83,7 +83,7 @@ impl Probe {
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let span = tracing::info_span!(
+        let span = crate::hot_span!(
             "store",
             otel.name = operation,
             db.system = self.backend,

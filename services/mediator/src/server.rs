@@ -210,7 +210,7 @@ async fn post_envelope(
             return refusal.into_response();
         }
     };
-    let span = tracing::info_span!(
+    let span = crate::hot_span!(
         "inbound",
         transport = "http",
         bytes = body.len(),
@@ -350,7 +350,7 @@ async fn serve_socket(mediator: Mediator, socket: WebSocket, limiter: RateLimite
             }
             // Each frame is its own trace (a root span): the session's span lasts as long as the
             // socket, and a trace under it would never end.
-            let frame_span = tracing::info_span!(
+            let frame_span = crate::hot_span!(
                 parent: None,
                 "inbound",
                 transport = "ws",

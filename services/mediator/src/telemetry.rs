@@ -36,14 +36,38 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
     }
 }
 
+/// Whether spans are exported (an OpenTelemetry layer was made): until one is, the per-request,
+/// per-message and per-store-call spans are not built at all ([`hot_span!`](crate::hot_span)).
+static SPANS_EXPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once an OpenTelemetry layer exists in this process.
+pub fn spans_exported() -> bool {
+    SPANS_EXPORTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An `info` span on a hot path (each request, message, store call): built only when spans are
+/// exported, [`tracing::Span::none`] otherwise. Log lines then carry their own fields, not the
+/// span's; nothing is allocated per message for spans nobody records.
+#[macro_export]
+macro_rules! hot_span {
+    ($($arg:tt)*) => {
+        if $crate::telemetry::spans_exported() {
+            tracing::info_span!($($arg)*)
+        } else {
+            tracing::Span::none()
+        }
+    };
+}
+
 /// A tracing layer that records spans as OpenTelemetry spans with `provider` (tests, and the
-/// exporter setup of the binary).
+/// exporter setup of the binary). Making one turns the hot-path spans on.
 pub fn layer<S>(
     provider: &opentelemetry_sdk::trace::SdkTracerProvider,
 ) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
+    SPANS_EXPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing_opentelemetry::layer().with_tracer(provider.tracer("mediator"))
 }
 
