@@ -5,7 +5,7 @@
 //! Diffie-Hellman of our key and theirs), plus the Ed25519→X25519 conversion of their key. For a
 //! peer we write to again and again (a live session), none of it changes:
 //! - [`Channel`] keeps, per recipient, the `crypto_box` key of the pair (libsodium's
-//!   `crypto_box_beforenm`: RustCrypto's [`SalsaBox`] holds it) and the sealed sender field, so
+//!   `crypto_box_beforenm`: an XSalsa20-Poly1305 keyed once) and the sealed sender field, so
 //!   packing costs symmetric cryptography only. The content key and both nonces stay fresh per
 //!   message; only the sealed sender (the same plaintext, our verkey, to the same key) repeats,
 //!   which tells an observer what the socket carrying it already does: who talks to whom.
@@ -18,48 +18,32 @@
 
 use std::sync::Arc;
 
-use askar_crypto::{
-    encrypt::crypto_box::{crypto_box_seal, crypto_box_seal_open},
-    random::fill_random,
-    repr::{KeyPublicBytes, KeySecretBytes},
-};
-use crypto_box::{aead::AeadInPlace, PublicKey, SalsaBox, SecretKey};
+use askar_crypto::{encrypt::crypto_box::crypto_box_seal, random::fill_random};
+use crypto_secretbox::XSalsa20Poly1305;
 use quick_cache::sync::Cache;
 use zeroize::Zeroizing;
 
 use crate::{
     b64,
-    envelope::{finish_pack, Alg, ContentEnc, RecipientHeaderOut, RecipientOut, CEK_LENGTH},
+    dh::{seal_detached, NONCE_LENGTH},
+    envelope::{
+        finish_pack, open_sender, Alg, ContentEnc, RecipientHeaderOut, RecipientOut, CEK_LENGTH,
+    },
     error::EnvelopeError,
     keys::{KeyPair, VerKey},
 };
 
-const CBOX_NONCE_LENGTH: usize = 24;
 const CBOX_TAG_LENGTH: usize = 16;
 
 /// The `crypto_box` of our key pair and their public key (one Diffie-Hellman).
-fn salsa_box(ours: &KeyPair, theirs: &VerKey) -> Result<SalsaBox, EnvelopeError> {
-    let their_x = theirs
-        .to_x25519()
-        .map_err(|source| EnvelopeError::BadRecipientKid {
-            kid: theirs.to_base58(),
-            source,
-        })?;
-    let mut public = [0u8; 32];
-    their_x.with_public_bytes(|b| public.copy_from_slice(b));
-    let mut secret = Zeroizing::new([0u8; 32]);
-    ours.x25519()
-        .with_secret_bytes(|b| b.map(|b| secret.copy_from_slice(b)));
-    Ok(SalsaBox::new(
-        &PublicKey::from(public),
-        &SecretKey::from(*secret),
-    ))
+fn box_key(ours: &KeyPair, theirs: &VerKey) -> Result<XSalsa20Poly1305, EnvelopeError> {
+    ours.agreement().box_key(&theirs.to_x25519_public())
 }
 
 struct ChannelRecipient {
     kid: String,
     sealed_sender: String,
-    cbox: SalsaBox,
+    cbox: XSalsa20Poly1305,
 }
 
 /// Authcrypt from one sender to fixed recipients (a live session's client keys), with the
@@ -100,7 +84,7 @@ impl Channel {
                 Ok(ChannelRecipient {
                     kid: recipient.to_base58(),
                     sealed_sender: b64::encode(sealed.as_ref()),
-                    cbox: salsa_box(sender, recipient)?,
+                    cbox: box_key(sender, recipient)?,
                 })
             })
             .collect::<Result<Vec<_>, EnvelopeError>>()?;
@@ -115,15 +99,12 @@ impl Channel {
         fill_random(&mut cek[..]);
         let mut entries = Vec::with_capacity(self.recipients.len());
         for r in &self.recipients {
-            let mut nonce = [0u8; CBOX_NONCE_LENGTH];
+            let mut nonce = [0u8; NONCE_LENGTH];
             fill_random(&mut nonce);
             // libsodium's crypto_box_easy layout: the tag, then the ciphertext.
             let mut boxed = vec![0u8; CBOX_TAG_LENGTH + CEK_LENGTH];
             boxed[CBOX_TAG_LENGTH..].copy_from_slice(&cek[..]);
-            let tag = r
-                .cbox
-                .encrypt_in_place_detached(&nonce.into(), b"", &mut boxed[CBOX_TAG_LENGTH..])
-                .map_err(|_| EnvelopeError::BoxFailed)?;
+            let tag = seal_detached(&r.cbox, &nonce, &mut boxed[CBOX_TAG_LENGTH..])?;
             boxed[..CBOX_TAG_LENGTH].copy_from_slice(&tag);
             entries.push(RecipientOut {
                 encrypted_key: b64::encode(&boxed),
@@ -144,7 +125,7 @@ pub struct OpenCache {
     /// (our key, sealed sender field) -> the sender it names.
     senders: Cache<(VerKey, String), VerKey>,
     /// (our key, sender) -> their `crypto_box`.
-    boxes: Cache<(VerKey, VerKey), Arc<SalsaBox>>,
+    boxes: Cache<(VerKey, VerKey), Arc<XSalsa20Poly1305>>,
 }
 
 impl std::fmt::Debug for OpenCache {
@@ -172,45 +153,24 @@ impl OpenCache {
         if let Some(sender) = self.senders.get(&id) {
             return Ok(sender);
         }
-        let sealed = b64::decode(sealed_b64, "sender")?;
-        let sender_b58 =
-            crypto_box_seal_open(key.x25519(), &sealed).map_err(EnvelopeError::KeyUnwrap)?;
-        let sender = VerKey::from_base58(sender_b58.as_ref()).map_err(EnvelopeError::BadSender)?;
+        let sender = open_sender(key, sealed_b64)?;
         self.senders.insert(id, sender);
         Ok(sender)
     }
 
-    /// Opens a `crypto_box` (tag first) from `sender` to `key` in place; returns the plaintext
-    /// length (the buffer's tail).
-    pub(crate) fn open_box(
+    /// The `crypto_box` of `key` and `sender`.
+    pub(crate) fn box_key(
         &self,
         key: &KeyPair,
         sender: &VerKey,
-        boxed: &mut [u8],
-        nonce: &[u8],
-    ) -> Result<usize, EnvelopeError> {
-        if nonce.len() != CBOX_NONCE_LENGTH || boxed.len() < CBOX_TAG_LENGTH {
-            return Err(EnvelopeError::BoxFailed);
-        }
+    ) -> Result<Arc<XSalsa20Poly1305>, EnvelopeError> {
         let id = (*key.verkey(), *sender);
-        let cbox = match self.boxes.get(&id) {
-            Some(cbox) => cbox,
-            None => {
-                let cbox = Arc::new(salsa_box(key, sender)?);
-                self.boxes.insert(id, Arc::clone(&cbox));
-                cbox
-            }
-        };
-        let (tag, ciphertext) = boxed.split_at_mut(CBOX_TAG_LENGTH);
-        let tag = crypto_box::aead::generic_array::GenericArray::clone_from_slice(tag);
-        cbox.decrypt_in_place_detached(
-            crypto_box::aead::generic_array::GenericArray::from_slice(nonce),
-            b"",
-            ciphertext,
-            &tag,
-        )
-        .map_err(|_| EnvelopeError::BoxFailed)?;
-        Ok(ciphertext.len())
+        if let Some(cbox) = self.boxes.get(&id) {
+            return Ok(cbox);
+        }
+        let cbox = Arc::new(box_key(key, sender)?);
+        self.boxes.insert(id, Arc::clone(&cbox));
+        Ok(cbox)
     }
 }
 

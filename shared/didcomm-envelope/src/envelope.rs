@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use askar_crypto::{
     alg::chacha20::{Chacha20Key, C20P, XC20P},
     encrypt::{
-        crypto_box::{crypto_box, crypto_box_open, crypto_box_seal, crypto_box_seal_open},
+        crypto_box::{crypto_box, crypto_box_seal},
         KeyAeadInPlace,
     },
     random::fill_random,
@@ -47,6 +47,7 @@ const TYP: &str = "JWM/1.0";
 const TAG_LENGTH: usize = 16;
 pub(crate) const CEK_LENGTH: usize = 32;
 const CBOX_NONCE_LENGTH: usize = 24;
+const BOX_TAG_LENGTH: usize = 16;
 
 /// The content encryption of an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -359,31 +360,25 @@ fn unwrap_cek(
 ) -> Result<(Zeroizing<Vec<u8>>, Option<VerKey>), EnvelopeError> {
     let encrypted_key = b64::decode(&entry.encrypted_key, "encrypted_key")?;
     let (cek, sender) = match (alg, &entry.sender, &entry.iv) {
-        (Alg::Authcrypt, Some(sender), Some(iv)) if cache.is_some() => {
-            let cache = cache.ok_or(EnvelopeError::BoxFailed)?;
-            let sender_vk = cache.sender(key, sender)?;
-            let nonce = b64::decode(iv, "recipient iv")?;
-            let mut boxed = Zeroizing::new(encrypted_key);
-            let len = cache.open_box(key, &sender_vk, &mut boxed, &nonce)?;
-            let start = boxed.len() - len;
-            (Zeroizing::new(boxed[start..].to_vec()), Some(sender_vk))
-        }
-        (Alg::Anoncrypt, None, None) => {
-            let cek = crypto_box_seal_open(key.x25519(), &encrypted_key)
-                .map_err(EnvelopeError::KeyUnwrap)?;
-            (Zeroizing::new(cek.as_ref().to_vec()), None)
-        }
+        (Alg::Anoncrypt, None, None) => (key.agreement().seal_open(&encrypted_key)?, None),
         (Alg::Authcrypt, Some(sender), Some(iv)) => {
-            let sealed_sender = b64::decode(sender, "sender")?;
+            let sender_vk = match cache {
+                Some(cache) => cache.sender(key, sender)?,
+                None => open_sender(key, sender)?,
+            };
             let nonce = b64::decode(iv, "recipient iv")?;
-            let sender_b58 = crypto_box_seal_open(key.x25519(), &sealed_sender)
-                .map_err(EnvelopeError::KeyUnwrap)?;
-            let sender_vk =
-                VerKey::from_base58(sender_b58.as_ref()).map_err(EnvelopeError::BadSender)?;
-            let sender_x = sender_vk.to_x25519().map_err(EnvelopeError::BadSender)?;
-            let mut cek = Zeroizing::new(encrypted_key);
-            crypto_box_open(key.x25519(), &sender_x, &mut *cek, &nonce)
-                .map_err(EnvelopeError::KeyUnwrap)?;
+            let cipher = match cache {
+                Some(cache) => cache.box_key(key, &sender_vk)?,
+                None => {
+                    std::sync::Arc::new(key.agreement().box_key(&sender_vk.to_x25519_public())?)
+                }
+            };
+            if encrypted_key.len() < BOX_TAG_LENGTH {
+                return Err(EnvelopeError::KeyUnwrap(crate::BoxError));
+            }
+            let (tag, boxed) = encrypted_key.split_at(BOX_TAG_LENGTH);
+            let mut cek = Zeroizing::new(boxed.to_vec());
+            crate::dh::open_detached(&cipher, &nonce, tag, &mut cek)?;
             (cek, Some(sender_vk))
         }
         (Alg::Anoncrypt, ..) => {
@@ -403,6 +398,13 @@ fn unwrap_cek(
         return Err(EnvelopeError::BadContentKey(cek.len()));
     }
     Ok((cek, sender))
+}
+
+/// The sender a sealed sender field (base64) names.
+pub(crate) fn open_sender(key: &KeyPair, sealed_b64: &str) -> Result<VerKey, EnvelopeError> {
+    let sealed = b64::decode(sealed_b64, "sender")?;
+    let sender_b58 = key.agreement().seal_open(&sealed)?;
+    VerKey::from_base58(&sender_b58[..]).map_err(EnvelopeError::BadSender)
 }
 
 fn decrypt<T: askar_crypto::alg::chacha20::Chacha20Type>(

@@ -31,6 +31,9 @@ pub enum KeyError {
     /// askar-crypto refused the key material.
     #[error("key material rejected by askar-crypto")]
     Crypto(#[source] askar_crypto::Error),
+    /// AWS-LC refused the X25519 private key (cannot happen with a key askar made).
+    #[error("X25519 private key rejected by AWS-LC")]
+    Agreement,
 }
 
 /// What was wrong with an envelope on unpack (or with the inputs of pack).
@@ -115,7 +118,7 @@ pub enum EnvelopeError {
     /// The content key could not be recovered for our recipient entry (wrong key, tampered
     /// `encrypted_key`, `sender` or `iv`).
     #[error("content key could not be decrypted for our recipient key")]
-    KeyUnwrap(#[source] askar_crypto::Error),
+    KeyUnwrap(#[source] BoxError),
     /// The decrypted content key has the wrong length.
     #[error("decrypted content key has {0} bytes, expected 32")]
     BadContentKey(usize),
@@ -134,8 +137,13 @@ pub enum EnvelopeError {
     /// Pack was called without recipients.
     #[error("cannot pack for zero recipients")]
     PackNoRecipients,
-    /// A content key box (authcrypt) did not open (wrong sender, tampered, or malformed), or
-    /// could not be sealed.
-    #[error("content key box failed (wrong sender, tampered or malformed)")]
+    /// A box could not be sealed while packing (should not happen with valid keys).
+    #[error("sealing a box failed while packing")]
     BoxFailed,
 }
+
+/// A box (libsodium `crypto_box` or sealed box) did not open: not for our key, from another
+/// sender, tampered with, malformed, or made with a low-order public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("box did not open (wrong key or sender, tampered, malformed, or a low-order key)")]
+pub struct BoxError;

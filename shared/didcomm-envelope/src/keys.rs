@@ -183,6 +183,8 @@ impl<'de> Deserialize<'de> for VerKey {
 pub struct KeyPair {
     ed25519: Ed25519KeyPair,
     x25519: X25519KeyPair,
+    /// The X25519 private key loaded into AWS-LC (see `dh`).
+    agreement: std::sync::Arc<crate::dh::Agreement>,
     verkey: VerKey,
     verkey_b58: String,
 }
@@ -206,10 +208,18 @@ impl KeyPair {
         ed25519.with_public_bytes(|b| public.copy_from_slice(b));
         let verkey = VerKey::from_bytes(&public)?;
         let x25519 = ed25519.to_x25519_keypair();
+        let mut x_public = [0u8; 32];
+        x25519.with_public_bytes(|b| x_public.copy_from_slice(b));
+        let agreement = x25519
+            .with_secret_bytes(|secret| {
+                secret.and_then(|secret| crate::dh::Agreement::new(secret, x_public))
+            })
+            .ok_or(KeyError::Agreement)?;
         Ok(Self {
             verkey_b58: verkey.to_base58(),
             ed25519,
             x25519,
+            agreement: std::sync::Arc::new(agreement),
             verkey,
         })
     }
@@ -245,6 +255,10 @@ impl KeyPair {
 
     pub(crate) fn x25519(&self) -> &X25519KeyPair {
         &self.x25519
+    }
+
+    pub(crate) fn agreement(&self) -> &crate::dh::Agreement {
+        &self.agreement
     }
 }
 
