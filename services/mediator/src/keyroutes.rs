@@ -1,5 +1,7 @@
 //! Which connection registered a recipient key, remembered: the lookup every Forward starts with,
-//! answered from memory after the first time instead of by a store round trip per Forward.
+//! answered from memory after the first time instead of by a store round trip per Forward. The
+//! key is remembered as the Forward's `to` text, so a remembered one is not even decoded again
+//! (a base58 decode and a curve point decompression per Forward).
 //!
 //! A key changes owner only through a keylist `remove` (and a later `add` by another connection).
 //! Every instance forgets a removed key: the instance that removed it at once, the others when
@@ -20,12 +22,31 @@ use std::{
 };
 
 use didcomm_envelope::VerKey;
-use mediator_store::{ConnectionId, MediationStore, Result};
+use mediator_store::{ConnectionId, MediationStore};
+
+#[derive(Debug)]
+struct Entry {
+    key: VerKey,
+    connection: ConnectionId,
+    at: Instant,
+}
+
+/// Why a key could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// `to` is not a key.
+    #[error("`to`: {0}")]
+    BadKey(#[from] didcomm_envelope::KeyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] mediator_store::StoreError),
+}
 
 /// The cache (one per instance, inside the mediator).
 #[derive(Debug)]
 pub struct KeyRoutes {
-    map: Mutex<HashMap<VerKey, (ConnectionId, Instant)>>,
+    /// `to` as written -> the key it names, its connection, and since when.
+    map: Mutex<HashMap<Box<str>, Entry>>,
     /// Bumped by every forgetting: a lookup that saw another epoch does not remember its answer.
     epoch: AtomicU64,
     ttl: Duration,
@@ -43,52 +64,59 @@ impl KeyRoutes {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<VerKey, (ConnectionId, Instant)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The connection that registered `key`: remembered, or asked of `store` (and remembered).
+    /// The key `to` names (base58 or did:key) and the connection that registered it (`None`
+    /// when none did): remembered, or decoded and asked of `store` (and remembered).
     // Hot path: one call per Forward; a map lookup when remembered.
     pub async fn resolve(
         &self,
         store: &dyn MediationStore,
-        key: &VerKey,
-    ) -> Result<Option<ConnectionId>> {
+        to: &str,
+    ) -> Result<(VerKey, Option<ConnectionId>), ResolveError> {
         let now = Instant::now();
-        if let Some((connection, at)) = self.map().get(key) {
-            if now.duration_since(*at) < self.ttl {
-                return Ok(Some(connection.clone()));
+        if let Some(entry) = self.map().get(to) {
+            if now.duration_since(entry.at) < self.ttl {
+                return Ok((entry.key, Some(entry.connection.clone())));
             }
         }
+        let key = VerKey::parse(to)?;
         let epoch = self.epoch.load(Ordering::Acquire);
-        let found = store.connection_for_key(key).await?;
+        let found = store.connection_for_key(&key).await?;
         if let Some(connection) = &found {
             if self.max > 0 {
                 let mut map = self.map();
                 // A removal while the store answered: the answer may be the old owner.
                 if self.epoch.load(Ordering::Acquire) == epoch {
                     if map.len() >= self.max {
-                        map.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
+                        map.retain(|_, e| now.duration_since(e.at) < self.ttl);
                         if map.len() >= self.max {
                             map.clear();
                         }
                     }
-                    map.insert(*key, (connection.clone(), now));
+                    map.insert(
+                        to.into(),
+                        Entry {
+                            key,
+                            connection: connection.clone(),
+                            at: now,
+                        },
+                    );
                 }
             }
         }
-        Ok(found)
+        Ok((key, found))
     }
 
     /// Forgets `keys` (removed from a keylist, here or on another instance).
     pub fn forget(&self, keys: &[VerKey]) {
         let mut map = self.map();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        for key in keys {
-            map.remove(key);
-        }
+        map.retain(|_, e| !keys.contains(&e.key));
     }
 
     /// Forgets everything (announcements may have been missed).
@@ -116,6 +144,14 @@ mod tests {
     use didcomm_envelope::KeyPair;
     use mediator_store::{memory::MemoryMediationStore, KeylistAction, KeylistUpdate};
 
+    async fn resolve(
+        routes: &KeyRoutes,
+        store: &MemoryMediationStore,
+        key: &VerKey,
+    ) -> Option<ConnectionId> {
+        routes.resolve(store, &key.to_base58()).await.unwrap().1
+    }
+
     async fn setup() -> (MemoryMediationStore, VerKey, ConnectionId) {
         let store = MemoryMediationStore::new();
         let key = *KeyPair::generate().unwrap().verkey();
@@ -140,42 +176,40 @@ mod tests {
     async fn remembers_until_forgotten() {
         let (store, key, conn) = setup().await;
         let routes = KeyRoutes::new(10, Duration::from_secs(60));
-        assert_eq!(
-            routes.resolve(&store, &key).await.unwrap(),
-            Some(conn.clone())
-        );
+        assert_eq!(resolve(&routes, &store, &key).await, Some(conn.clone()));
         remove(&store, &conn, key).await;
         // Remembered: the store is not asked.
-        assert_eq!(
-            routes.resolve(&store, &key).await.unwrap(),
-            Some(conn.clone())
-        );
+        assert_eq!(resolve(&routes, &store, &key).await, Some(conn.clone()));
         routes.forget(&[key]);
-        assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
+        assert_eq!(resolve(&routes, &store, &key).await, None);
         // Unknown keys are not remembered.
         assert!(routes.is_empty());
+        // The did:key form is the same key (remembered apart from its base58 form).
+        let (store, key, conn) = setup().await;
+        let (named, found) = routes.resolve(&store, &key.to_did_key()).await.unwrap();
+        assert_eq!((named, found), (key, Some(conn)));
+        routes.forget(&[key]);
+        assert!(routes.is_empty());
+        assert!(routes.resolve(&store, "not a key").await.is_err());
     }
 
     #[tokio::test]
     async fn entries_expire_and_the_size_is_bounded() {
         let (store, key, conn) = setup().await;
         let routes = KeyRoutes::new(10, Duration::ZERO);
-        assert_eq!(
-            routes.resolve(&store, &key).await.unwrap(),
-            Some(conn.clone())
-        );
+        assert_eq!(resolve(&routes, &store, &key).await, Some(conn.clone()));
         remove(&store, &conn, key).await;
-        assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
+        assert_eq!(resolve(&routes, &store, &key).await, None);
 
         let routes = KeyRoutes::new(3, Duration::from_secs(60));
         for _ in 0..10 {
             let (store, key, _) = setup().await;
-            routes.resolve(&store, &key).await.unwrap();
+            resolve(&routes, &store, &key).await;
             assert!(routes.len() <= 3);
         }
         let off = KeyRoutes::new(0, Duration::from_secs(60));
         let (store, key, _) = setup().await;
-        off.resolve(&store, &key).await.unwrap();
+        resolve(&off, &store, &key).await;
         assert!(off.is_empty());
     }
 
@@ -183,9 +217,9 @@ mod tests {
     async fn clear_forgets_everything() {
         let (store, key, conn) = setup().await;
         let routes = KeyRoutes::new(10, Duration::from_secs(60));
-        routes.resolve(&store, &key).await.unwrap();
+        resolve(&routes, &store, &key).await;
         remove(&store, &conn, key).await;
         routes.clear();
-        assert_eq!(routes.resolve(&store, &key).await.unwrap(), None);
+        assert_eq!(resolve(&routes, &store, &key).await, None);
     }
 }

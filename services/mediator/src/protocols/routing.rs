@@ -7,7 +7,6 @@
 //! succeeds; it leaves the queue only after that delivery.
 
 use bytes::Bytes;
-use didcomm_envelope::VerKey;
 use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
@@ -36,13 +35,19 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     m.stats().forward_received();
     // This instance's clock at arrival: the delivery latency of a Forward delivered as it comes.
     let received_ms = mediator_store::unix_ms_now();
-    let key = VerKey::parse(to).map_err(|e| InboundError::BadForward(format!("`to`: {e}")))?;
     let stores = m.stores();
-    let connection = m
+    let (key, connection) = m
         .key_routes()
-        .resolve(&*stores.mediation, &key)
-        .await?
-        .ok_or_else(|| InboundError::UnknownForwardRecipient(to.to_owned()))?;
+        .resolve(&*stores.mediation, to)
+        .await
+        .map_err(|e| match e {
+            crate::keyroutes::ResolveError::BadKey(e) => {
+                InboundError::BadForward(format!("`to`: {e}"))
+            }
+            crate::keyroutes::ResolveError::Store(e) => InboundError::Store(e),
+        })?;
+    let connection =
+        connection.ok_or_else(|| InboundError::UnknownForwardRecipient(to.to_owned()))?;
     let payload = Bytes::copy_from_slice(msg.get().as_bytes());
     let session = match m.config().pickup.forwarding {
         ForwardingStrategy::QueueOnly => None,
