@@ -760,3 +760,44 @@ async fn an_unacknowledged_delivery_is_delivered_again_after_the_redelivery_time
     assert_eq!((stats.delivered, stats.redelivered), (2, 1));
     i.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_acknowledgements_on_a_live_socket_is_answered_by_one_status() {
+    // A long interval, so that the burst below certainly falls within it.
+    let i = Instance::start_with(None, &[("MEDIATOR_PICKUP__STATUS_INTERVAL_MS", "60000")]).await;
+    let client = Client::connect(&i).await;
+    let (routing, key, conn) = client.mediated_key(&i).await;
+    let mut ws = open_ws(&i).await;
+    go_live(&client, &mut ws).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        forward(&i, &routing, key.verkey(), n).await;
+        let delivery = client.ws_next(&mut ws).await;
+        ids.push(delivery["~attach"][0]["@id"].as_str().unwrap().to_owned());
+    }
+    let ack = |id: &str| {
+        msg(
+            "messagepickup/2.0/messages-received",
+            json!({"message_id_list": [id]}),
+        )
+    };
+    // The first acknowledgement of the session gets its status...
+    client.ws_send(&mut ws, &ack(&ids[0])).await;
+    let first = client.ws_next(&mut ws).await;
+    assert_eq!(
+        first["@type"], "https://didcomm.org/messagepickup/2.0/status",
+        "{first}"
+    );
+    // ... the next two none: the socket handles frames in order, so the next frame is the
+    // answer to the status-request sent after them.
+    client.ws_send(&mut ws, &ack(&ids[1])).await;
+    client.ws_send(&mut ws, &ack(&ids[2])).await;
+    let request = msg("messagepickup/2.0/status-request", json!({}));
+    client.ws_send(&mut ws, &request).await;
+    let next = client.ws_next(&mut ws).await;
+    assert_eq!(next["~thread"]["thid"], request["@id"], "{next}");
+    assert_eq!(next["message_count"], 0);
+    // Every acknowledgement removed its message.
+    let left = i.mediator.stores().queue.status(&conn, None).await.unwrap();
+    assert_eq!((left.message_count, left.in_flight), (0, 0));
+}
