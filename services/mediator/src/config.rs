@@ -76,6 +76,15 @@ pub struct Config {
     pub log: LogConfig,
     /// OpenTelemetry export and the Prometheus scrape endpoint.
     pub telemetry: TelemetryConfig,
+    /// The async runtime.
+    pub runtime: RuntimeConfig,
+}
+
+/// The async runtime (tokio).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuntimeConfig {
+    /// Threads that run requests; 0 = one per CPU this process may use.
+    pub worker_threads: usize,
 }
 
 /// How logs are written (to standard output).

@@ -17,13 +17,21 @@ struct Cli {
     json_logs: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config =
         Config::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
     config.cluster.ensure_instance_id();
-    let config = Arc::new(config);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if config.runtime.worker_threads > 0 {
+        runtime.worker_threads(config.runtime.worker_threads);
+    }
+    let runtime = runtime.build().context("starting the async runtime")?;
+    runtime.block_on(run(cli, Arc::new(config)))
+}
+
+async fn run(cli: Cli, config: Arc<Config>) -> anyhow::Result<()> {
     let telemetry =
         Telemetry::install(&config, cli.json_logs).context("setting up logs and telemetry")?;
     // Each connection is a descriptor: the soft limit (often 1024) would run out long before
