@@ -530,23 +530,24 @@ impl Mediator {
             }
         }
         for r in envelope.recipients() {
-            let Ok(vk) = VerKey::parse(&r.kid) else {
-                continue;
-            };
             // A WebSocket remembers the completed connection it carries (one store round trip
             // per session instead of per message; a completed record does not change).
             let known = match via {
-                Via::WebSocket(session) => session.known_connection(&vk),
+                Via::WebSocket(session) => session.known_connection(&r.kid),
                 Via::Http => None,
             };
             let conn = match known {
                 Some(conn) => Some(conn),
-                None => self
-                    .stores
-                    .connections
-                    .find_by_my_verkey(&vk)
-                    .await?
-                    .map(Arc::new),
+                None => {
+                    let Ok(vk) = VerKey::parse(&r.kid) else {
+                        continue;
+                    };
+                    self.stores
+                        .connections
+                        .find_by_my_verkey(&vk)
+                        .await?
+                        .map(Arc::new)
+                }
             };
             if let Some(conn) = conn {
                 let key = self
@@ -554,7 +555,7 @@ impl Mediator {
                     .connection_key(conn.id.as_str())
                     .map_err(|e| InboundError::Internal(e.to_string()))?;
                 if let (Via::WebSocket(session), ConnectionState::Completed) = (via, conn.state) {
-                    session.remember_connection(vk, Arc::clone(&conn));
+                    session.remember_connection(&r.kid, Arc::clone(&conn));
                 }
                 return Ok((key, Target::Connection(conn)));
             }

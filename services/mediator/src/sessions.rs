@@ -66,8 +66,9 @@ struct SessionState {
     close: watch::Sender<bool>,
     /// When this session was last sent a `status` answering `messages-received` (unix ms).
     last_status_ms: AtomicU64,
-    /// The completed connection this session carries messages of, by our key of it.
-    known: Mutex<Option<(VerKey, Arc<ConnectionRecord>)>>,
+    /// The completed connection this session carries messages of, by our key of it as the
+    /// envelopes name it (`kid`).
+    known: Mutex<Option<(Box<str>, Arc<ConnectionRecord>)>>,
 }
 
 /// One WebSocket session: the write side (frames go to its writer task) and its delivery state.
@@ -136,18 +137,19 @@ impl SessionHandle {
         }
     }
 
-    /// The completed connection whose key (ours) is `my_key`, if this session remembers it.
-    pub fn known_connection(&self, my_key: &VerKey) -> Option<Arc<ConnectionRecord>> {
+    /// The completed connection whose key (ours) an envelope names as `kid`, if this session
+    /// remembers it (no decoding of the kid, no store round trip).
+    pub fn known_connection(&self, kid: &str) -> Option<Arc<ConnectionRecord>> {
         match &*lock(&self.state.known) {
-            Some((key, conn)) if key == my_key => Some(Arc::clone(conn)),
+            Some((known, conn)) if &**known == kid => Some(Arc::clone(conn)),
             _ => None,
         }
     }
 
-    /// Remembers the completed connection `conn` (ours is `my_key`) for this session's later
-    /// messages (one at a time: a socket carries one connection's messages, as a rule).
-    pub fn remember_connection(&self, my_key: VerKey, conn: Arc<ConnectionRecord>) {
-        *lock(&self.state.known) = Some((my_key, conn));
+    /// Remembers the completed connection `conn`, named `kid` in envelopes, for this session's
+    /// later messages (one at a time: a socket carries one connection's messages, as a rule).
+    pub fn remember_connection(&self, kid: &str, conn: Arc<ConnectionRecord>) {
+        *lock(&self.state.known) = Some((kid.into(), conn));
     }
 
     /// Whether this session may be sent a `status` answering `messages-received` now: none was
