@@ -16,7 +16,8 @@
 //! stores send no `WATCH` and no blocking command; a `MULTI`/`EXEC` pipeline is written to the
 //! socket as one block, so sharing is safe. When a request finds the connection dropped (Redis
 //! restarted, the socket broke), the connection is forgotten and the next request makes a new one;
-//! only one task at a time makes it.
+//! only one task at a time makes it, and the requests that waited for a failed attempt fail with
+//! it (one connection timeout, not one per waiting request).
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
@@ -53,6 +54,8 @@ struct Shared {
     current: RwLock<Option<(u64, Multiplexed)>>,
     connecting: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+    /// Connection attempts finished (successful or not).
+    attempts: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -116,19 +119,29 @@ impl RedisPool {
         if let Some((generation, conn)) = self.shared.connected() {
             return Ok(self.handle(generation, conn));
         }
+        let attempts = self.shared.attempts.load(Ordering::Acquire);
         let _connecting = self.shared.connecting.lock().await;
         // Another task may have connected while this one waited.
         if let Some((generation, conn)) = self.shared.connected() {
             return Ok(self.handle(generation, conn));
         }
-        let conn = match &self.factory {
-            Factory::Single(pool) => {
-                Multiplexed::Single(deadpool_redis::Connection::take(pool.get().await?))
-            }
-            Factory::Cluster(pool) => {
-                Multiplexed::Cluster(cluster::Connection::take(pool.get().await?))
-            }
+        // Another task tried while this one waited, and failed: Redis is unreachable now. Fail at
+        // once rather than queue one connection attempt (and its timeout) per waiting request.
+        if self.shared.attempts.load(Ordering::Acquire) != attempts {
+            return Err(PoolError::Timeout(deadpool_redis::TimeoutType::Create));
+        }
+        let made = match &self.factory {
+            Factory::Single(pool) => pool
+                .get()
+                .await
+                .map(|c| Multiplexed::Single(deadpool_redis::Connection::take(c))),
+            Factory::Cluster(pool) => pool
+                .get()
+                .await
+                .map(|c| Multiplexed::Cluster(cluster::Connection::take(c))),
         };
+        self.shared.attempts.fetch_add(1, Ordering::AcqRel);
+        let conn = made?;
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
         *self
             .shared
@@ -144,6 +157,11 @@ impl RedisPool {
             generation,
             shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// How many times a connection was made or tried (for tests and diagnostics).
+    pub fn connection_attempts(&self) -> u64 {
+        self.shared.attempts.load(Ordering::Acquire)
     }
 
     /// Whether this is a Redis Cluster connection.

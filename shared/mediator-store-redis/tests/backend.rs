@@ -10,9 +10,10 @@ use mediator_store::{
     StoreError,
 };
 use mediator_store_redis::{
-    deadpool_redis::{redis, Pool},
+    deadpool_redis::{self, redis, Pool},
     testing::RedisServer,
     RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore, RedisMessageQueue,
+    RedisPool,
 };
 
 fn key() -> VerKey {
@@ -388,5 +389,49 @@ fn bad_arguments_are_an_error_with_the_log() {
     assert!(
         text.contains("exited") && text.to_lowercase().contains("no-such-option"),
         "error does not say it exited, with the log: {text}"
+    );
+}
+
+/// A Redis that never answers (a listener that accepts and stays silent): requests that wait for
+/// one connection attempt fail with it, instead of each making its own (one timeout each).
+#[tokio::test(flavor = "current_thread")]
+async fn requests_waiting_for_a_failed_connection_attempt_fail_with_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    // Accepts and keeps every socket open, never writing (the listener thread ends with the test
+    // process; it holds no other resource).
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let mut config = deadpool_redis::Config::from_url(url);
+    config.pool = Some(deadpool_redis::PoolConfig {
+        max_size: 32,
+        timeouts: deadpool_redis::Timeouts {
+            wait: None,
+            create: Some(Duration::from_millis(300)),
+            recycle: None,
+        },
+        ..Default::default()
+    });
+    let pool = RedisPool::from(
+        config
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .unwrap(),
+    );
+    let gets = (0..20).map(|_| pool.get());
+    let results = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(gets),
+    )
+    .await
+    .expect("the attempts end");
+    assert!(results.iter().all(Result::is_err));
+    assert_eq!(
+        pool.connection_attempts(),
+        1,
+        "one attempt for twenty waiting requests"
     );
 }
