@@ -396,8 +396,11 @@ fn bad_arguments_are_an_error_with_the_log() {
 /// one connection attempt fail with it, instead of each making its own (one timeout each).
 #[tokio::test(flavor = "current_thread")]
 async fn requests_waiting_for_a_failed_connection_attempt_fail_with_it() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    let url = format!(
+        "redis://{}",
+        listener.local_addr().expect("the listener's address")
+    );
     // Accepts and keeps every socket open, never writing (the listener thread ends with the test
     // process; it holds no other resource).
     std::thread::spawn(move || {
@@ -419,7 +422,7 @@ async fn requests_waiting_for_a_failed_connection_attempt_fail_with_it() {
     let pool = RedisPool::from(
         config
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .unwrap(),
+            .expect("a pool"),
     );
     let gets = (0..20).map(|_| pool.get());
     let results = tokio::time::timeout(
