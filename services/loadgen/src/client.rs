@@ -69,6 +69,9 @@ pub struct Recipient {
     /// channel to the mediator's current key, and what opening its deliveries can remember.
     channel: std::sync::Mutex<Option<(VerKey, std::sync::Arc<Channel>)>>,
     opener: OpenCache,
+    /// The WebSocket endpoint the invitation lists (credo-ts listens on a port of its own);
+    /// `None`: the instance's URL with ws://.
+    ws_endpoint: Option<String>,
 }
 
 impl Recipient {
@@ -78,8 +81,9 @@ impl Recipient {
         instance: usize,
         base: &str,
         http: &reqwest::Client,
+        invitation: Option<&Value>,
     ) -> Result<Self, LoadError> {
-        Self::try_set_up(index, instance, base, http)
+        Self::try_set_up(index, instance, base, http, invitation)
             .await
             .map_err(|source| LoadError::Recipient {
                 index,
@@ -93,20 +97,24 @@ impl Recipient {
         instance: usize,
         base: &str,
         http: &reqwest::Client,
+        invitation: Option<&Value>,
     ) -> Result<Self, LoadError> {
         let url = format!("{base}/invitation");
-        let inv: Value = http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|source| LoadError::Http {
-                url: url.clone(),
-                source,
-            })?
-            .json()
-            .await
-            .map_err(|source| LoadError::Http { url, source })?;
+        let inv: Value = if let Some(inv) = invitation {
+            inv.clone()
+        } else {
+            http.get(&url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|source| LoadError::Http {
+                    url: url.clone(),
+                    source,
+                })?
+                .json()
+                .await
+                .map_err(|source| LoadError::Http { url, source })?
+        };
         let invitation_key = inv["services"][0]["recipientKeys"][0]
             .as_str()
             .ok_or_else(|| LoadError::protocol("invitation", &inv))?;
@@ -133,6 +141,13 @@ impl Recipient {
             routing_key: invitation_key,
             channel: std::sync::Mutex::new(None),
             opener: OpenCache::new(4),
+            ws_endpoint: inv["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["serviceEndpoint"].as_str())
+                .find(|e| e.starts_with("ws://") || e.starts_with("wss://"))
+                .map(str::to_owned),
         };
 
         // DID Exchange 1.1: request, response (signed did_rotate), complete.
@@ -289,7 +304,9 @@ impl Recipient {
 
     /// The instance's WebSocket URL.
     pub fn ws_url(&self) -> String {
-        Config::ws_url(&self.base)
+        self.ws_endpoint
+            .clone()
+            .unwrap_or_else(|| Config::ws_url(&self.base))
     }
 
     /// Opens a WebSocket to the instance.

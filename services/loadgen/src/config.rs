@@ -43,6 +43,12 @@ pub struct Config {
     pub progress: bool,
     /// Timeout of each HTTP request (handshake messages and Forwards).
     pub request_timeout: Duration,
+    /// Recipients go live and every Forward is tracked to its delivery (the default); false:
+    /// queue only, nothing delivered (the recipients stay offline), only acceptance is measured.
+    pub live: bool,
+    /// The out-of-band invitation to connect with, instead of the instance's `GET /invitation`
+    /// (another mediator: ACA-Py, credo-ts).
+    pub invitation: Option<serde_json::Value>,
 }
 
 impl Config {
@@ -67,6 +73,8 @@ impl Config {
             ack_interval: Duration::from_millis(20),
             progress: false,
             request_timeout: Duration::from_secs(10),
+            live: true,
+            invitation: None,
         }
     }
 

@@ -70,7 +70,10 @@ pub async fn run(config: Config) -> Result<Report, LoadError> {
             let base = config.mediators[index % config.mediators.len()].clone();
             let http = http.clone();
             let instance = index % config.mediators.len();
-            async move { Recipient::set_up(index, instance, &base, &http).await }
+            let config = config.clone();
+            async move {
+                Recipient::set_up(index, instance, &base, &http, config.invitation.as_ref()).await
+            }
         })
         .buffered(SETUP_CONCURRENCY)
         .try_collect()
@@ -86,7 +89,9 @@ pub async fn run(config: Config) -> Result<Report, LoadError> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut receivers = Vec::with_capacity(recipients.len());
-    for recipient in recipients {
+    // Queue only: the recipients stay offline (nothing is delivered, nothing to wait for).
+    let live_recipients = if config.live { recipients } else { Vec::new() };
+    for recipient in live_recipients {
         // Nothing is sent yet, so nothing comes before the confirmation.
         let (ws, _) = recipient.go_live().await?;
         let receiver = Receiver::new(
@@ -125,7 +130,7 @@ pub async fn run(config: Config) -> Result<Report, LoadError> {
 
     // Drain: wait for what was accepted, up to the drain timeout.
     let drain_deadline = send_end + config.drain_timeout;
-    while Instant::now() < drain_deadline && !tracker.all_accepted_delivered() {
+    while config.live && Instant::now() < drain_deadline && !tracker.all_accepted_delivered() {
         tokio::time::sleep(DRAIN_POLL).await;
     }
     let drain_end = Instant::now();

@@ -69,6 +69,13 @@ struct Cli {
     /// Exit 0 even when messages were lost.
     #[arg(long)]
     allow_loss: bool,
+    /// Queue only: recipients stay offline, only the Forwards' acceptance is measured.
+    #[arg(long)]
+    queue_only: bool,
+    /// The out-of-band invitation (JSON, or @FILE) to connect with instead of each instance's
+    /// GET /invitation: to drive another mediator (ACA-Py, credo-ts).
+    #[arg(long)]
+    invitation: Option<String>,
 }
 
 fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
@@ -95,6 +102,18 @@ impl Cli {
         c.ack_batch = self.ack_batch;
         c.ack_interval = Duration::from_millis(self.ack_interval_ms.max(1));
         c.request_timeout = seconds("request-timeout", self.request_timeout)?;
+        c.live = !self.queue_only;
+        c.invitation = match self.invitation.as_deref() {
+            None => None,
+            Some(text) => {
+                let text = match text.strip_prefix('@') {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| format!("reading the invitation {path}"))?,
+                    None => text.to_owned(),
+                };
+                Some(serde_json::from_str(&text).context("--invitation is not JSON")?)
+            }
+        };
         c.progress =
             !self.quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         Ok(c)

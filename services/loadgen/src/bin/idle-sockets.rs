@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         recipients = futures_util::stream::iter(0..cli.count)
             .map(|i| {
                 let (base, http) = (&base, &http);
-                async move { Recipient::set_up(i, 0, base, http).await }
+                async move { Recipient::set_up(i, 0, base, http, None).await }
             })
             .buffer_unordered(cli.concurrency.clamp(1, 64))
             .try_collect()
