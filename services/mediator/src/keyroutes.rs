@@ -22,7 +22,7 @@ use std::{
 };
 
 use didcomm_envelope::VerKey;
-use mediator_store::{ConnectionId, MediationStore};
+use mediator_store::{ConnectionId, ConnectionState, ConnectionStore, MediationStore};
 
 #[derive(Debug)]
 struct Entry {
@@ -47,6 +47,9 @@ pub enum ResolveError {
 pub struct KeyRoutes {
     /// `to` as written -> the key it names, its connection, and since when.
     map: Mutex<HashMap<Box<str>, Entry>>,
+    /// A completed connection -> its own endpoint, if any (a completed record does not change),
+    /// and since when: whether a queued Forward is also pushed, without a record read each time.
+    endpoints: Mutex<HashMap<ConnectionId, (Option<String>, Instant)>>,
     /// Bumped by every forgetting: a lookup that saw another epoch does not remember its answer.
     epoch: AtomicU64,
     ttl: Duration,
@@ -58,6 +61,7 @@ impl KeyRoutes {
     pub fn new(max: usize, ttl: Duration) -> Self {
         Self {
             map: Mutex::default(),
+            endpoints: Mutex::default(),
             epoch: AtomicU64::new(0),
             ttl,
             max,
@@ -112,6 +116,47 @@ impl KeyRoutes {
         Ok((key, found))
     }
 
+    /// The endpoint of `connection` once its handshake completed (`None`: it has none, it is not
+    /// completed, or it is gone): remembered for completed connections, read otherwise.
+    // Hot path: every Forward that is not delivered live.
+    pub async fn completed_endpoint(
+        &self,
+        store: &dyn ConnectionStore,
+        connection: &ConnectionId,
+    ) -> Result<Option<String>, mediator_store::StoreError> {
+        let now = Instant::now();
+        if let Some((endpoint, at)) = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(connection)
+        {
+            if now.duration_since(*at) < self.ttl {
+                return Ok(endpoint.clone());
+            }
+        }
+        let Some(record) = store.get(connection).await? else {
+            return Ok(None);
+        };
+        if record.state != ConnectionState::Completed {
+            return Ok(None);
+        }
+        if self.max > 0 {
+            let mut endpoints = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if endpoints.len() >= self.max {
+                endpoints.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
+                if endpoints.len() >= self.max {
+                    endpoints.clear();
+                }
+            }
+            endpoints.insert(connection.clone(), (record.their_endpoint.clone(), now));
+        }
+        Ok(record.their_endpoint)
+    }
+
     /// Forgets `keys` (removed from a keylist, here or on another instance).
     pub fn forget(&self, keys: &[VerKey]) {
         let mut map = self.map();
@@ -124,6 +169,10 @@ impl KeyRoutes {
         let mut map = self.map();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         map.clear();
+        self.endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// How many keys are remembered.

@@ -10,8 +10,6 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tracing::{debug, warn};
 
-use mediator_store::ConnectionState;
-
 use crate::{
     config::ForwardingStrategy,
     endpoint::Purpose,
@@ -152,14 +150,12 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     }
     // Clients with their own endpoint do not pick up: push to them, once their handshake
     // completed (a stranger's unfinished handshake buys no outbound requests).
-    if let Some(record) = stores.connections.get(&connection).await? {
-        let endpoint = record
-            .their_endpoint
-            .as_deref()
-            .filter(|e| is_deliverable(e));
-        if let (Some(endpoint), ConnectionState::Completed) = (endpoint, record.state) {
-            m.deliver_to_endpoint(endpoint, payload, Purpose::Queued(connection, id));
-        }
+    let endpoint = m
+        .key_routes()
+        .completed_endpoint(&*stores.connections, &connection)
+        .await?;
+    if let Some(endpoint) = endpoint.as_deref().filter(|e| is_deliverable(e)) {
+        m.deliver_to_endpoint(endpoint, payload, Purpose::Queued(connection, id));
     }
     Ok(())
 }
