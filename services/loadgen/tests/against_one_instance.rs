@@ -179,3 +179,35 @@ async fn an_unreachable_instance_fails_the_set_up() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_only_with_a_given_invitation_measures_acceptance_and_loses_nothing() {
+    let (base, stop, server) = start_mediator(&[]).await;
+    // The invitation given, as for another mediator (ACA-Py, credo-ts), not fetched by the driver.
+    let invitation: serde_json::Value = reqwest::get(format!("{base}/invitation"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let mut config = Config::new([base.clone()]);
+    config.recipients = 2;
+    config.senders = 2;
+    config.messages = Some(100);
+    config.duration = None;
+    config.live = false;
+    config.invitation = Some(invitation);
+    let report = loadgen::run(config).await.unwrap();
+    println!("{report}");
+
+    assert_eq!(report.accepted, 100, "{report}");
+    assert_eq!(report.delivered, 0, "nobody is live: {report}");
+    assert_eq!(
+        report.lost, 0,
+        "queue only: nothing counts as lost: {report}"
+    );
+    assert!(report.accepted_per_sec > 0.0);
+    let _ = stop.send(());
+    server.await.unwrap();
+}

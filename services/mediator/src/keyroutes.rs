@@ -262,6 +262,65 @@ mod tests {
         assert!(off.is_empty());
     }
 
+    fn record(state: ConnectionState, endpoint: Option<&str>) -> mediator_store::ConnectionRecord {
+        let key = || *KeyPair::generate().unwrap().verkey();
+        let id = ConnectionId::generate();
+        mediator_store::ConnectionRecord {
+            thread_id: format!("thread-{id}"),
+            invitation_id: None,
+            their_label: None,
+            their_did: "did:peer:2.test".to_owned(),
+            their_did_doc: None,
+            their_keys: vec![key()],
+            their_routing_keys: Vec::new(),
+            their_endpoint: endpoint.map(str::to_owned),
+            my_did: "did:peer:2.mediator".to_owned(),
+            my_verkey: key(),
+            state,
+            protocol: mediator_store::HandshakeProtocol::DidExchange { minor: 1 },
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            expires_at_ms: None,
+            id,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_completed_connections_endpoint_is_remembered_an_unfinished_ones_is_not() {
+        let store = mediator_store::memory::MemoryConnectionStore::new();
+        let routes = KeyRoutes::new(10, Duration::from_secs(60));
+        // Unfinished: no endpoint yet (no pushes to strangers), asked again each time.
+        let mut pending = record(ConnectionState::ResponseSent, Some("https://a.example"));
+        store.insert(&pending).await.unwrap();
+        let endpoint = routes
+            .completed_endpoint(&store, &pending.id)
+            .await
+            .unwrap();
+        assert_eq!(endpoint, None);
+        pending.state = ConnectionState::Completed;
+        store.update(&pending).await.unwrap();
+        let endpoint = routes
+            .completed_endpoint(&store, &pending.id)
+            .await
+            .unwrap();
+        assert_eq!(endpoint.as_deref(), Some("https://a.example"));
+        // Completed: remembered (the store is not asked again).
+        store.delete(&pending.id).await.unwrap();
+        let endpoint = routes
+            .completed_endpoint(&store, &pending.id)
+            .await
+            .unwrap();
+        assert_eq!(endpoint.as_deref(), Some("https://a.example"));
+        routes.clear();
+        assert_eq!(
+            routes
+                .completed_endpoint(&store, &pending.id)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
     #[tokio::test]
     async fn clear_forgets_everything() {
         let (store, key, conn) = setup().await;
