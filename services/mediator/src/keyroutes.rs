@@ -263,25 +263,10 @@ mod tests {
     }
 
     fn record(state: ConnectionState, endpoint: Option<&str>) -> mediator_store::ConnectionRecord {
-        let key = || *KeyPair::generate().unwrap().verkey();
-        let id = ConnectionId::generate();
         mediator_store::ConnectionRecord {
-            thread_id: format!("thread-{id}"),
-            invitation_id: None,
-            their_label: None,
-            their_did: "did:peer:2.test".to_owned(),
-            their_did_doc: None,
-            their_keys: vec![key()],
-            their_routing_keys: Vec::new(),
-            their_endpoint: endpoint.map(str::to_owned),
-            my_did: "did:peer:2.mediator".to_owned(),
-            my_verkey: key(),
             state,
-            protocol: mediator_store::HandshakeProtocol::DidExchange { minor: 1 },
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            expires_at_ms: None,
-            id,
+            their_endpoint: endpoint.map(str::to_owned),
+            ..mediator_store::contract::connections::sample()
         }
     }
 

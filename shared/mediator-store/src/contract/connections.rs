@@ -10,8 +10,9 @@ use crate::{
     HandshakeProtocol, StoreError,
 };
 
-/// A complete record with random keys and ids.
-fn sample() -> ConnectionRecord {
+/// A complete record with random keys and ids (unfinished: `ResponseSent`, no endpoint). Other
+/// crates' tests build theirs from it.
+pub fn sample() -> ConnectionRecord {
     let id = ConnectionId::generate();
     ConnectionRecord {
         thread_id: format!("thread-{}", ConnectionId::generate()),
