@@ -542,11 +542,18 @@ impl Mediator {
                     let Ok(vk) = VerKey::parse(&r.kid) else {
                         continue;
                     };
-                    self.stores
+                    let found = self
+                        .stores
                         .connections
                         .find_by_my_verkey(&vk)
                         .await?
-                        .map(Arc::new)
+                        .map(Arc::new);
+                    if let (Via::WebSocket(session), Some(conn)) = (via, &found) {
+                        if conn.state == ConnectionState::Completed {
+                            session.remember_connection(&r.kid, Arc::clone(conn));
+                        }
+                    }
+                    found
                 }
             };
             if let Some(conn) = conn {
@@ -554,9 +561,6 @@ impl Mediator {
                     .keys
                     .connection_key(conn.id.as_str())
                     .map_err(|e| InboundError::Internal(e.to_string()))?;
-                if let (Via::WebSocket(session), ConnectionState::Completed) = (via, conn.state) {
-                    session.remember_connection(&r.kid, Arc::clone(&conn));
-                }
                 return Ok((key, Target::Connection(conn)));
             }
         }
