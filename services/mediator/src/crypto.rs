@@ -8,6 +8,17 @@ use std::sync::Arc;
 use didcomm_envelope::{Channel, ContentEnc, EnvelopeError, KeyPair, OpenCache, Unpacked, VerKey};
 use quick_cache::sync::Cache;
 
+/// A borrowed `(our key, their keys)` key of the channels: it hashes as the owned tuple does (a
+/// tuple hashes its fields in order; a `Vec` as its slice).
+#[derive(Hash)]
+struct ChannelQuery<'a>(&'a VerKey, &'a [VerKey]);
+
+impl quick_cache::Equivalent<(VerKey, Vec<VerKey>)> for ChannelQuery<'_> {
+    fn equivalent(&self, key: &(VerKey, Vec<VerKey>)) -> bool {
+        *self.0 == key.0 && self.1 == key.1.as_slice()
+    }
+}
+
 /// The caches (one per instance, inside the mediator).
 pub struct PeerCrypto {
     channels: Cache<(VerKey, Vec<VerKey>), Arc<Channel>>,
@@ -40,12 +51,13 @@ impl PeerCrypto {
         theirs: &[VerKey],
         ours: &KeyPair,
     ) -> Result<Vec<u8>, EnvelopeError> {
-        let id = (*ours.verkey(), theirs.to_vec());
-        let channel = match self.channels.get(&id) {
+        // A hit allocates nothing (the key is looked up borrowed).
+        let channel = match self.channels.get(&ChannelQuery(ours.verkey(), theirs)) {
             Some(channel) => channel,
             None => {
                 let channel = Arc::new(Channel::new(ours, theirs)?);
-                self.channels.insert(id, Arc::clone(&channel));
+                self.channels
+                    .insert((*ours.verkey(), theirs.to_vec()), Arc::clone(&channel));
                 channel
             }
         };
@@ -60,5 +72,23 @@ impl PeerCrypto {
         key: &KeyPair,
     ) -> Result<Unpacked, EnvelopeError> {
         envelope.open_cached(key, &self.open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_packed_peers_channel_is_found_by_the_borrowed_key() {
+        let crypto = PeerCrypto::new(4);
+        let ours = KeyPair::generate().unwrap();
+        let theirs = [*KeyPair::generate().unwrap().verkey()];
+        crypto.pack(b"{}", &theirs, &ours).unwrap();
+        assert!(crypto
+            .channels
+            .get(&ChannelQuery(ours.verkey(), &theirs))
+            .is_some());
     }
 }

@@ -119,6 +119,17 @@ impl Channel {
     }
 }
 
+/// A borrowed `(our key, sealed sender)` key of [`OpenCache`]'s senders: it hashes as the owned
+/// tuple does (a tuple hashes its fields in order; a `String` as its `str`).
+#[derive(Hash)]
+struct SenderQuery<'a>(&'a VerKey, &'a str);
+
+impl quick_cache::Equivalent<(VerKey, String)> for SenderQuery<'_> {
+    fn equivalent(&self, key: &(VerKey, String)) -> bool {
+        *self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// What opening authcrypt envelopes from the same senders can remember (see the module docs).
 /// Share one per process; it is bounded and safe to use from many threads.
 pub struct OpenCache {
@@ -148,13 +159,14 @@ impl OpenCache {
     }
 
     /// The sender a sealed sender field (base64 text, as in the envelope) names.
+    // Hot path: every authcrypted message we open; a hit allocates nothing.
     pub(crate) fn sender(&self, key: &KeyPair, sealed_b64: &str) -> Result<VerKey, EnvelopeError> {
-        let id = (*key.verkey(), sealed_b64.to_owned());
-        if let Some(sender) = self.senders.get(&id) {
+        if let Some(sender) = self.senders.get(&SenderQuery(key.verkey(), sealed_b64)) {
             return Ok(sender);
         }
         let sender = open_sender(key, sealed_b64)?;
-        self.senders.insert(id, sender);
+        self.senders
+            .insert((*key.verkey(), sealed_b64.to_owned()), sender);
         Ok(sender)
     }
 
@@ -235,6 +247,15 @@ mod tests {
                 .open_cached(&ours, &cache)
                 .unwrap();
             assert_eq!(opened.sender, Some(*sender.verkey()));
+            // The borrowed lookup finds what was remembered under the owned key.
+            let sealed = Envelope::parse(&packed).unwrap().recipients()[0]
+                .sender()
+                .unwrap()
+                .to_owned();
+            assert_eq!(
+                cache.senders.get(&SenderQuery(ours.verkey(), &sealed)),
+                Some(*sender.verkey())
+            );
         }
         // Another sender's content key box under a cached sealed sender does not open.
         let mallory = KeyPair::generate().unwrap();
