@@ -92,25 +92,15 @@ impl KeyRoutes {
         let epoch = self.epoch.load(Ordering::Acquire);
         let found = store.connection_for_key(&key).await?;
         if let Some(connection) = &found {
-            if self.max > 0 {
-                let mut map = self.map();
-                // A removal while the store answered: the answer may be the old owner.
-                if self.epoch.load(Ordering::Acquire) == epoch {
-                    if map.len() >= self.max {
-                        map.retain(|_, e| now.duration_since(e.at) < self.ttl);
-                        if map.len() >= self.max {
-                            map.clear();
-                        }
-                    }
-                    map.insert(
-                        to.into(),
-                        Entry {
-                            key,
-                            connection: connection.clone(),
-                            at: now,
-                        },
-                    );
-                }
+            let mut map = self.map();
+            // A removal while the store answered: the answer may be the old owner.
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                let entry = Entry {
+                    key,
+                    connection: connection.clone(),
+                    at: now,
+                };
+                self.remember(&mut map, to.into(), entry, |e| e.at, now);
             }
         }
         Ok((key, found))
@@ -141,20 +131,35 @@ impl KeyRoutes {
         if record.state != ConnectionState::Completed {
             return Ok(None);
         }
-        if self.max > 0 {
-            let mut endpoints = self
-                .endpoints
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if endpoints.len() >= self.max {
-                endpoints.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
-                if endpoints.len() >= self.max {
-                    endpoints.clear();
-                }
-            }
-            endpoints.insert(connection.clone(), (record.their_endpoint.clone(), now));
-        }
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let value = (record.their_endpoint.clone(), now);
+        self.remember(&mut endpoints, connection.clone(), value, |v| v.1, now);
         Ok(record.their_endpoint)
+    }
+
+    /// Inserts into one of the maps within `max` entries: when full, the expired go first, and
+    /// if none had, everything (a map that fills with live entries starts over).
+    fn remember<K: std::hash::Hash + Eq, V>(
+        &self,
+        map: &mut HashMap<K, V>,
+        key: K,
+        value: V,
+        at: impl Fn(&V) -> Instant,
+        now: Instant,
+    ) {
+        if self.max == 0 {
+            return;
+        }
+        if map.len() >= self.max {
+            map.retain(|_, v| now.duration_since(at(v)) < self.ttl);
+            if map.len() >= self.max {
+                map.clear();
+            }
+        }
+        map.insert(key, value);
     }
 
     /// Forgets `keys` (removed from a keylist, here or on another instance).
