@@ -55,11 +55,11 @@
 //! | `{Pm}:records` | hash | connection id -> mediation record (JSON) |
 //! | `{Pm}:key-owner` | hash | recipient key -> connection id (the Forward routing) |
 //! | `{Pm}:keylist:<connection id>` | sorted set | the connection's recipient keys, scored by registration order |
-//! | `{Pq:<conn>}:order` | sorted set | message ids scored by arrival sequence (FIFO) |
+//! | `{Pq:<conn>}:order` | sorted set | message ids scored by arrival (FIFO): `<received ms> * 1000 + n`, or a plain counter in queues written before that scheme |
 //! | `{Pq:<conn>}:msg` | hash | message id -> payload, byte for byte |
 //! | `{Pq:<conn>}:meta` | hash | message id -> `<received ms>\|<deliveries>\|<recipient keys>` |
 //! | `{Pq:<conn>}:lease` | sorted set | message ids in flight, scored by lease end (ms) |
-//! | `{Pq:<conn>}:bytes`, `:seq` | string | payload bytes of the queue; last arrival sequence |
+//! | `{Pq:<conn>}:bytes`, `:seq` | string | payload bytes of the queue; last arrival counter (only in queues written before the received-ms scheme) |
 //! | `{Pl}:live-sessions` | hash | connection id -> `<instance> <session> <lease end ms>` (live-session registry) |
 //! | `{Pl}:instance:<instance>` | set | the connections whose live session that instance holds (expires with the instance) |
 //! | `{Ps:<conn>}:seen` | sorted set | message ids the connection sent lately, scored by the end of their replay window (expires with its latest entry) |

@@ -45,14 +45,16 @@ macro_rules! queue_script {
     };
 }
 
-static ADD: LazyLock<Script> = queue_script!("queue_add.lua");
+/// The hot-path scripts stand alone (no shared helpers to build per call).
+static ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/queue_add.lua")));
 static LEASE: LazyLock<Script> = queue_script!("queue_lease.lua");
 static TAKE: LazyLock<Script> = queue_script!("queue_take.lua");
 static LEASE_IDS: LazyLock<Script> = queue_script!("queue_lease_ids.lua");
 static GET: LazyLock<Script> = queue_script!("queue_get.lua");
 static STATUS: LazyLock<Script> = queue_script!("queue_status.lua");
 static RELEASE: LazyLock<Script> = queue_script!("queue_release.lua");
-static REMOVE: LazyLock<Script> = queue_script!("queue_remove.lua");
+static REMOVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/queue_remove.lua")));
 static EXPIRE: LazyLock<Script> = queue_script!("queue_expire.lua");
 static TOTALS: LazyLock<Script> = queue_script!("queue_totals.lua");
 
@@ -186,17 +188,33 @@ impl RedisMessageQueue {
     ) -> Result<MessageId> {
         let id = MessageId::generate();
         let keys: Vec<String> = recipient_keys.iter().map(stored_key).collect();
-        let mut call = self.invoke(&ADD, connection_id);
-        call.arg(id.as_str())
-            .arg(&payload[..])
-            .arg(keys.join(","))
-            .arg(lease_ms)
-            .arg(cap_arg(self.limits.max_messages))
-            .arg(cap_arg(self.limits.max_bytes));
+        let keys = keys.join(",");
         let mut conn = self.connection().await?;
-        let (code, value, expired): (i64, i64, i64) =
-            call.invoke_async(&mut conn).await.map_err(error::redis)?;
-        self.count_expired(expired);
+        let mut expired_first = false;
+        let (code, value) = loop {
+            let mut call = self.invoke(&ADD, connection_id);
+            call.arg(id.as_str())
+                .arg(&payload[..])
+                .arg(&keys)
+                .arg(lease_ms)
+                .arg(cap_arg(self.limits.max_messages))
+                .arg(cap_arg(self.limits.max_bytes))
+                .arg(u8::from(expired_first));
+            let (code, value): (i64, i64) =
+                call.invoke_async(&mut conn).await.map_err(error::redis)?;
+            if code != 3 || expired_first {
+                break (code, value);
+            }
+            // At a cap: old messages may be what fills it. Expired, then asked again (a full
+            // queue only; an add that fits never expires anything).
+            let (expired, _empty): (i64, i64) = self
+                .invoke(&EXPIRE, connection_id)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(error::redis)?;
+            self.count_expired(expired);
+            expired_first = true;
+        };
         let full = |cap| StoreError::QueueFull {
             connection: connection_id.clone(),
             cap,

@@ -438,3 +438,72 @@ async fn requests_waiting_for_a_failed_connection_attempt_fail_with_it() {
         "one attempt for twenty waiting requests"
     );
 }
+
+/// A queue written before arrival scores were `received_ms * 1000 + n` (a plain counter in
+/// `:order`, the counter in `:seq`) keeps working: its messages come first, are read, expire by
+/// their meta and are removed; once empty, no key is left (`:seq` included).
+#[tokio::test]
+async fn queues_written_with_arrival_counters_keep_working() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let queue = RedisMessageQueue::new(
+        pool.clone(),
+        "compat:",
+        mediator_store::QueueLimits {
+            max_messages: None,
+            max_bytes: None,
+            message_ttl_ms: Some(60_000),
+        },
+    );
+    let conn = ConnectionId::from("c-old");
+    let k = key();
+    let base = "{compat:q:c-old}:";
+    let now_ms = mediator_store::unix_ms_now();
+    // Two messages as the counter scheme wrote them: one older than the TTL, one recent.
+    for (seq, id, received) in [(1, "old-1", now_ms - 120_000), (2, "old-2", now_ms - 1_000)] {
+        let _: () = raw(
+            &pool,
+            redis::cmd("ZADD").arg(format!("{base}order")).arg(seq).arg(id),
+        )
+        .await;
+        let _: () = raw(
+            &pool,
+            redis::cmd("HSET").arg(format!("{base}msg")).arg(id).arg(id),
+        )
+        .await;
+        let _: () = raw(
+            &pool,
+            redis::cmd("HSET")
+                .arg(format!("{base}meta"))
+                .arg(id)
+                .arg(format!("{received}|0|{}", k.to_base58())),
+        )
+        .await;
+    }
+    let _: () = raw(&pool, redis::cmd("SET").arg(format!("{base}bytes")).arg(10)).await;
+    let _: () = raw(&pool, redis::cmd("SET").arg(format!("{base}seq")).arg(2)).await;
+
+    let new = queue
+        .add(&conn, &[k], bytes::Bytes::from_static(b"new"))
+        .await
+        .expect("add to an old queue");
+    let held = queue.take(&conn, 10, None).await.expect("take");
+    let ids: Vec<&str> = held.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["old-2", new.as_str()],
+        "old messages first, the expired one gone"
+    );
+    assert_eq!(queue.expired_count(), 1, "the old message past its TTL");
+    assert_eq!(&held[0].payload[..], b"old-2");
+    assert!(held[1].received_at_ms >= held[0].received_at_ms);
+    let status = queue.status(&conn, None).await.expect("status");
+    assert_eq!((status.message_count, status.total_bytes), (2, 8));
+    let removed = queue
+        .remove(&conn, &[held[0].id.clone(), new.clone(), new])
+        .await
+        .expect("remove");
+    assert_eq!(removed, 2, "a repeated id counts once");
+    let left: Vec<String> = raw(&pool, redis::cmd("KEYS").arg("{compat:q:*")).await;
+    assert!(left.is_empty(), "an emptied queue left keys: {left:?}");
+}

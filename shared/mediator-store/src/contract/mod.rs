@@ -281,6 +281,7 @@ macro_rules! __message_queue_limit_checks {
                 cap_on_messages_refuses_and_stores_nothing,
                 cap_on_bytes_refuses_and_stores_nothing,
                 expired_messages_are_removed_and_counted,
+                expired_messages_hold_no_place_under_the_caps,
             ],
             $($args)*
         }

@@ -1174,6 +1174,36 @@ pub async fn expired_messages_are_removed_and_counted(make: MakeQueue<'_>) {
     );
 }
 
+/// Messages past their age do not count against the caps: a queue full of them takes a new
+/// message (and counts them expired), under the message cap and under the byte cap.
+pub async fn expired_messages_hold_no_place_under_the_caps(make: MakeQueue<'_>) {
+    let store = make(QueueLimits {
+        max_messages: Some(2),
+        max_bytes: Some(10),
+        message_ttl_ms: Some(100),
+    })
+    .await;
+    let (by_count, by_bytes) = (ConnectionId::generate(), ConnectionId::generate());
+    let key = random_key();
+    add(&*store, &by_count, &[key], b"a").await;
+    add(&*store, &by_count, &[key], b"b").await;
+    add(&*store, &by_bytes, &[key], b"0123456789").await;
+    assert!(
+        store
+            .add(&by_count, &[key], Bytes::from_static(b"c"))
+            .await
+            .is_err_and(|e| e.is_queue_full()),
+        "the message cap did not hold before the messages expired"
+    );
+    // Waiting on the clock past a 100 ms age: what is checked is the expiry itself.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let fresh = add(&*store, &by_count, &[key], b"c").await;
+    let fits = add(&*store, &by_bytes, &[key], b"9876543210").await;
+    assert_eq!(ids(&take_all(&*store, &by_count).await), [fresh]);
+    assert_eq!(ids(&take_all(&*store, &by_bytes).await), [fits]);
+    assert_eq!(store.expired_count(), 3, "expired messages not counted");
+}
+
 /// `totals` adds up every queue, in flight included, and follows adds and removes; an emptied
 /// queue counts no more.
 pub async fn totals_count_every_queue(store: Arc<dyn MessageQueue>) {
