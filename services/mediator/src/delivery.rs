@@ -277,9 +277,10 @@ impl Mediator {
     }
 
     /// At-least-once in Live Mode: messages of `connection` that were handed out before and are
-    /// waiting again (a delivery nobody acknowledged, a notice an instance took but never
-    /// delivered) go to its live session here, unless this session already carried them.
-    /// Messages never handed out (queued before live mode) are left for delivery-request.
+    /// waiting again go to its live session here: a delivery nobody acknowledged within the
+    /// redelivery period (on this session too: its acknowledgement may have failed), a notice an
+    /// instance took but never delivered. Messages never handed out (queued before live mode) are
+    /// left for delivery-request.
     pub async fn redeliver_given_back(
         &self,
         connection: &ConnectionId,
@@ -293,15 +294,23 @@ impl Mediator {
             .take(connection, batch, None)
             .await?
             .into_iter()
-            .filter(|m| m.deliveries > 0 && !live.session.has_claimed(&m.id))
+            .filter(|m| m.deliveries > 0)
             .map(|m| m.id)
             .collect();
         if ids.is_empty() {
             return Ok(0);
         }
         let lease = self.config().pickup.redelivery_after_ms;
+        // Only those whose lease ended: nobody acknowledged them in time.
         let messages = queue.lease_ids(connection, &ids, lease).await?;
-        self.stats().redelivered(messages.len());
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        // This session may have carried some of them: they go again all the same, and those are
+        // the duplicates counted here (a message this session never wrote is no duplicate of it).
+        let again: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
+        let carried_here = again.iter().filter(|id| live.session.has_claimed(id)).count();
+        live.session.release(&again);
         let mut sent = 0;
         for chunk in batches(&messages, batch, self.config().pickup.max_delivery_bytes) {
             let items: Vec<Item<'_>> = chunk
@@ -310,6 +319,7 @@ impl Mediator {
                 .collect();
             sent += self.deliver_live(connection, &live, &items)?;
         }
+        self.stats().redelivered(carried_here.min(sent));
         if sent > 0 {
             debug!(connection = %connection, messages = sent, "unacknowledged messages delivered again");
         }

@@ -17,7 +17,7 @@ use std::{
 
 use common::{
     next_frame,
-    process::{forward, open_delivery, ws_connect, Proc},
+    process::{forward, metric, open_delivery, start_with_metrics, ws_connect, Proc},
     Client, Ws,
 };
 use didcomm_envelope::{unpack, KeyPair, VerKey};
@@ -441,6 +441,102 @@ async fn a_redis_restart_with_aof_during_a_run_loses_nothing() {
         lost.len(),
     );
     assert!(lost.is_empty(), "lost: {lost:?}");
+}
+
+/// At-least-once on one socket: live deliveries whose acknowledgement fails (Redis is down when
+/// the client sends `messages-received`) come again on the same session once the redelivery
+/// period (2 s here) has passed, with no reconnect; acknowledged then, the queue empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_live_deliveries_come_again_on_the_same_session() {
+    use futures_util::StreamExt;
+    const N: u64 = 10;
+    let mut redis =
+        RedisServer::start_with_args(["--appendonly", "yes", "--appendfsync", "always"]).unwrap();
+    let prefix = format!("again-{}:", uuid::Uuid::new_v4());
+    let (a, metrics) = start_with_metrics("a", redis.url(), &prefix, &[]).await;
+    let client = Client::connect_base(&a.base, "didcomm:transport/queue").await;
+    let (routing, recipient) = client.mediation_with_key().await;
+    let conn = connection_of(&redis, &prefix, recipient.verkey()).await;
+    let mut ws = ws_connect(&a.ws_url()).await;
+    go_live(&client, &mut ws).await;
+    let (accepted, _) = send_all(
+        vec![a.base.clone()],
+        routing,
+        *recipient.verkey(),
+        N,
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(accepted.len() as u64, N);
+
+    // Every message arrives live; none is acknowledged yet.
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (tally.lock().unwrap().counts.len() as u64) < N {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, next_frame(&mut ws))
+            .await
+            .expect("the live deliveries did not all arrive");
+        for (id, seq) in open_delivery(&client, &recipient, &frame).unwrap_or_default() {
+            tally.lock().unwrap().record(seq);
+            ids.push(id);
+        }
+    }
+    // The acknowledgement goes out while Redis is down: it cannot remove anything.
+    redis.stop().unwrap();
+    client
+        .ws_send(
+            &mut ws,
+            &Client::msg(
+                "messagepickup/2.0/messages-received",
+                json!({"message_id_list": ids}),
+            ),
+        )
+        .await;
+    // The refusal (or nothing) comes back on the socket; the socket stays open.
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+    redis.restart().unwrap();
+    a.ready().await;
+
+    // Without reconnecting: each message comes again, and is acknowledged this time.
+    let twice = |t: &Tally| t.counts.len() as u64 == N && t.counts.values().all(|n| *n >= 2);
+    let again = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        twice,
+        Duration::from_secs(20),
+    )
+    .await;
+    let (received, duplicates, lost) = tally.lock().unwrap().against(&accepted);
+    eprintln!("unacknowledged: {received} received, {duplicates} delivered again, lost {lost:?}");
+    assert!(
+        again,
+        "the unacknowledged messages were not delivered again on the open session"
+    );
+    assert!(lost.is_empty());
+    let queue = RedisMessageQueue::new(
+        redis.pool().unwrap(),
+        &prefix,
+        mediator_store::QueueLimits::UNLIMITED,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = queue.status(&conn, None).await.unwrap();
+        if st.message_count + st.in_flight == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue not drained: {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let redelivered = metric(&metrics, "mediator_messages_redelivered_total").await;
+    assert_eq!(
+        redelivered,
+        Some(duplicates as f64),
+        "the redelivery counter is not what the client saw twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -277,6 +277,43 @@ pub async fn refusals(metrics: &str, limit: &str) -> u64 {
         .sum()
 }
 
+/// The value of the unlabelled metric `name` on the Prometheus endpoint at `metrics` (host:port),
+/// `None` when the scrape fails or the metric is not there.
+pub async fn metric(metrics: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Starts `name` with a Prometheus endpoint of its own, on free ports (retried when another
+/// process took one first); returns it, ready, and the endpoint's address.
+pub async fn start_with_metrics(
+    name: &str,
+    redis: &str,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> (Proc, String) {
+    let mut log = String::new();
+    for _ in 0..5 {
+        let metrics = free_addr();
+        let mut env = vec![("MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN", metrics.as_str())];
+        env.extend_from_slice(extra);
+        let mut proc = Proc::start_with(name, redis, prefix, &env);
+        match proc.try_ready().await {
+            Ok(()) => return (proc, metrics),
+            Err(text) if text.contains("Address already in use") => log = text,
+            Err(text) => panic!("the mediator did not start; its log:\n{text}"),
+        }
+    }
+    panic!("no free ports for the mediator after 5 tries; last log:\n{log}");
+}
+
 /// A free loopback address for a listener (`127.0.0.1:<port>`).
 pub fn free_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
