@@ -90,12 +90,21 @@ struct Cluster {
     b: TestMediator,
     c: TestMediator,
     proxy: RoundRobinProxy,
+    /// With `direct` forwarding: the WebSocket endpoint, a proxy in front of a and b (otherwise
+    /// the WebSocket endpoint is a itself).
+    ws_proxy: Option<RoundRobinProxy>,
     /// Last: dropped (killed) after the instances.
     _redis: RedisServer,
 }
 
 impl Cluster {
     async fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, false).await
+    }
+
+    /// `direct`: the instances forward with the `direct` strategy (implicit pickup), and the
+    /// WebSocket endpoint is a proxy in front of a and b, so that a client's socket can move.
+    async fn start_with(name: &str, direct: bool) -> Result<Self> {
         let redis = tokio::task::spawn_blocking(RedisServer::start)
             .await
             .context("starting redis-server (join)")?
@@ -117,7 +126,20 @@ impl Cluster {
             .await
             .context("start the proxy in front of b and c")?;
         let http = proxy.http_url();
-        let ws = format!("ws://{}", addrs[0]);
+        let ws_proxy = if direct {
+            Some(
+                RoundRobinProxy::start(vec![addrs[0], addrs[1]])
+                    .await
+                    .context("start the WebSocket proxy in front of a and b")?,
+            )
+        } else {
+            None
+        };
+        let ws = match &ws_proxy {
+            Some(p) => format!("ws://{}", p.addr()),
+            None => format!("ws://{}", addrs[0]),
+        };
+        let forwarding = if direct { "direct" } else { "queue-and-live" };
         let prefix = format!("{name}-{}:", std::process::id());
         let mut instances = Vec::new();
         for (id, listener) in ["a", "b", "c"].into_iter().zip(listeners) {
@@ -129,6 +151,7 @@ impl Cluster {
                 ("MEDIATOR_CLUSTER__INSTANCE_ID", id),
                 ("MEDIATOR_PUBLIC_HTTP_ENDPOINT", http.as_str()),
                 ("MEDIATOR_PUBLIC_WS_ENDPOINT", ws.as_str()),
+                ("MEDIATOR_PICKUP__FORWARDING", forwarding),
             ];
             let instance = TestMediator::start_on(listener, &env)
                 .await
@@ -145,6 +168,7 @@ impl Cluster {
             b,
             c,
             proxy,
+            ws_proxy,
             _redis: redis,
         };
         for (id, m) in cluster.instances() {
@@ -206,9 +230,11 @@ impl Cluster {
             b,
             c,
             proxy,
+            ws_proxy,
             _redis,
         } = self;
         drop(proxy);
+        drop(ws_proxy);
         a.stop().await;
         b.stop().await;
         c.stop().await;
@@ -698,6 +724,163 @@ async fn live_round(
         routed_to_a(id, m, &recipient.conn, recipient.session).await?;
     }
     Ok(report)
+}
+
+/// With `direct` forwarding: waits until `holder` holds the one socket the cluster routes to
+/// (a return-route session) and every instance routes it there; returns it.
+async fn direct_socket_on(cluster: &Cluster, holder: &str) -> Result<(ConnectionId, SessionId)> {
+    let instances = cluster.instances();
+    let Some((_, m)) = instances.iter().find(|(id, _)| *id == holder) else {
+        bail!("no instance {holder}");
+    };
+    wait_until(
+        &format!("the recipient's socket is on {holder}, and routed to there by every instance"),
+        STATE_TIMEOUT,
+        || async move {
+            let routed = m.sessions().routed_connections();
+            let [(conn, _)] = &routed[..] else {
+                return Ok((false, format!("{holder} holds {routed:?}")));
+            };
+            let routes: Vec<_> = instances
+                .iter()
+                .map(|(_, i)| i.cluster().routes().get(conn).map(|h| h.instance.clone()))
+                .collect();
+            Ok((
+                routes.iter().all(|r| r.as_deref() == Some(holder)),
+                format!("{holder} holds {routed:?}; routes a, b, c: {routes:?}"),
+            ))
+        },
+    )
+    .await?;
+    Ok(m.sessions().routed_connections()[0].clone())
+}
+
+/// Acceptance of `direct` forwarding across instances, with a real credo-ts recipient using
+/// Implicit pickup (a WebSocket kept open with return route): its socket is on a (through the
+/// WebSocket proxy), every Forward goes to b or c (the HTTP proxy), and all N arrive; then a closes
+/// the socket, credo reconnects through the proxy to b, and all N of the next round arrive there.
+/// The sender's DID Exchange itself is forwarded the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credo_implicit_pickup_with_direct_forwarding_follows_its_socket_across_instances(
+) -> Result<()> {
+    const N: usize = 20;
+    credo_available().map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    let cluster = Cluster::start_with("cluster-direct", true)
+        .await
+        .context("start the cluster (direct forwarding)")?;
+    let label = "direct-recipient";
+    let mut agent = CredoAgent::spawn(label).await?;
+    agent
+        .init(InitOptions::recipient(
+            label,
+            &cluster.a.invitation_url(),
+            PickupStrategy::Implicit,
+        ))
+        .await
+        .with_context(|| format!("{label}: init against the cluster (implicit pickup)"))?;
+    let (conn, session) = direct_socket_on(&cluster, "a").await?;
+    let mut recipient = Recipient {
+        agent,
+        conn,
+        session,
+    };
+    // Two senders: each keeps its HTTP connection, so the proxy puts one on b and one on c.
+    let mut senders = Vec::new();
+    for sender_label in ["direct-sender-1", "direct-sender-2"] {
+        let mut sender = CredoAgent::spawn(sender_label).await?;
+        sender
+            .init(InitOptions::sender(sender_label, free_port()?))
+            .await
+            .with_context(|| format!("{sender_label}: init (no mediator)"))?;
+        let url = recipient_invitation(&cluster, &mut recipient).await?;
+        let connection = sender.receive_invitation(&url).await.with_context(|| {
+            format!(
+                "{sender_label} connects to the recipient through b and c (DID Exchange forwarded)"
+            )
+        })?;
+        recipient_connected(&mut recipient, sender_label).await?;
+        senders.push((sender, connection));
+    }
+    wait_queue(&cluster.a.mediator, &recipient.conn, 0)
+        .await
+        .context("the handshake messages forwarded to the recipient confirmed")?;
+
+    for (round, holder) in [(1, "a"), (2, "b")] {
+        if holder != "a" {
+            // a closes the socket; credo reconnects through the WebSocket proxy, which takes a
+            // and b in turn: closed again until the socket is on b.
+            for attempt in 0.. {
+                let on = cluster
+                    .instances()
+                    .into_iter()
+                    .find(|(_, m)| !m.sessions().routed_connections().is_empty());
+                match on {
+                    Some((id, _)) if id == holder => break,
+                    Some((_, m)) => {
+                        m.sessions().close_connection(&recipient.conn);
+                    }
+                    None => {}
+                }
+                ensure!(
+                    attempt < 60,
+                    "the recipient's socket never moved to {holder}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            direct_socket_on(&cluster, holder).await?;
+        }
+        let lists: Vec<Vec<String>> = senders
+            .iter()
+            .map(|(s, _)| contents(&format!("direct round {round} from {}", s.name()), N / 2))
+            .collect();
+        let expected: BTreeSet<String> = lists.iter().flatten().cloned().collect();
+        let before = cluster.stats();
+        let [(s1, c1), (s2, c2)] = &mut senders[..] else {
+            bail!("two senders expected");
+        };
+        tokio::try_join!(
+            credo_send_all(s1, c1, &lists[0]),
+            credo_send_all(s2, c2, &lists[1]),
+        )
+        .with_context(|| format!("round {round}: send {N} through b and c"))?;
+        let mut received = Received::new(&expected);
+        received
+            .until_all(&mut recipient.agent, DELIVERY_TIMEOUT)
+            .await
+            .with_context(|| {
+                format!("round {round}: every message reaches the socket on {holder}")
+            })?;
+        wait_queue(&cluster.a.mediator, &recipient.conn, 0)
+            .await
+            .with_context(|| format!("round {round}: every message confirmed (queue drained)"))?;
+        let after = cluster.stats();
+        let delivered = [0, 1, 2].map(|i| after[i].delivered - before[i].delivered);
+        let queued = [0, 1, 2].map(|i| after[i].forwards_queued - before[i].forwards_queued);
+        eprintln!(
+            "direct round {round}, socket on {holder}: {}; Forwards queued by a, b, c {queued:?}, \
+             delivered by a, b, c {delivered:?}",
+            received.summary()
+        );
+        ensure!(
+            queued[0] == 0 && queued[1] > 0 && queued[2] > 0 && queued[1] + queued[2] == N as u64,
+            "round {round}: the Forwards went to both b and c, and only there (queued by a, b, c: \
+             {queued:?})"
+        );
+        let holder_index = if holder == "a" { 0 } else { 1 };
+        ensure!(
+            delivered[holder_index] >= N as u64
+                && delivered.iter().sum::<u64>() == delivered[holder_index],
+            "round {round}: only {holder}, which holds the socket, delivers (a, b, c: {delivered:?})"
+        );
+    }
+    eprintln!("direct across instances: total {:.1?}", started.elapsed());
+    for (sender, _) in &mut senders {
+        sender.shutdown().await?;
+    }
+    recipient.agent.shutdown().await?;
+    cluster.stop().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

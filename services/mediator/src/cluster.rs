@@ -293,9 +293,13 @@ impl Cluster {
         lock(&self.routes).clone()
     }
 
-    /// How many live sessions of other instances this instance knows of.
+    /// How many sessions held by other instances this instance routes to (its own are not
+    /// routes: they are in [`crate::sessions::Sessions`]).
     pub fn route_count(&self) -> usize {
-        lock(&self.routes).len()
+        lock(&self.routes)
+            .values()
+            .filter(|h| h.instance != self.instance)
+            .count()
     }
 
     /// Sends `holder` the notice to deliver `ids` of `connection`; returns how many instances
@@ -414,8 +418,9 @@ fn prune(pending: &mut HashMap<ConnectionId, Vec<(MessageId, tokio::time::Instan
 }
 
 /// The client's live session moved here from another instance (which may have died with
-/// messages on its socket that the client never acknowledged): everything still queued for the
-/// connection is delivered on the new session, the in-flight messages first given back. This is
+/// messages on its socket that the client never acknowledged), `pickup.takeover_grace_ms` ago:
+/// everything still queued for the connection is delivered on the new session, the in-flight
+/// messages first given back. This is
 /// the one place queued messages go out in live mode: they were live deliveries before (or raced
 /// the move), and a client in live mode does not ask again.
 async fn take_over(mediator: &Mediator, connection: &ConnectionId) {
@@ -434,6 +439,13 @@ async fn take_over(mediator: &Mediator, connection: &ConnectionId) {
     if let Err(err) = queue.release(connection, &ids).await {
         warn!(error = %err, connection = %connection, "take-over: in-flight messages not given back");
     }
+    if mediator.config().pickup.forwarding == crate::config::ForwardingStrategy::Direct {
+        // Implicit pickup: the socket routed to gets them, as at its opening.
+        if let Some(session) = mediator.sessions().latest(connection) {
+            mediator.flush_implicit(connection, &session).await;
+        }
+        return;
+    }
     match mediator.deliver_queued(connection, None).await {
         Ok(n) => {
             info!(connection = %connection, messages = n, "take-over: queued messages delivered on the new live session")
@@ -450,15 +462,15 @@ async fn take_over(mediator: &Mediator, connection: &ConnectionId) {
 /// the peers' caches follow it.
 async fn resolve_takeover(mediator: &Mediator, connection: &ConnectionId) {
     let cluster = mediator.cluster();
-    let Some(local) = mediator.sessions().live(connection) else {
+    let Some(local) = mediator.sessions().routed_session(connection) else {
         return;
     };
-    if !cluster.is_recorded(connection, local.session.id) {
+    if !cluster.is_recorded(connection, local) {
         // Ours is not recorded yet: when it is, it replaces the other record and is announced.
         return;
     }
     match cluster.registry.holder(connection).await {
-        Ok(Some(h)) if h.instance == cluster.instance && h.session == local.session.id => {
+        Ok(Some(h)) if h.instance == cluster.instance && h.session == local => {
             let notice = Notice::Open {
                 connection: connection.clone(),
                 instance: h.instance,
@@ -471,9 +483,7 @@ async fn resolve_takeover(mediator: &Mediator, connection: &ConnectionId) {
         }
         Ok(Some(h)) => {
             info!(connection = %connection, to = %h.instance, "live session taken over by another instance");
-            mediator
-                .sessions()
-                .clear_live(connection, Some(local.session.id));
+            mediator.sessions().unroute(connection, local);
         }
         Ok(None) => {}
         Err(err) => {
@@ -527,7 +537,7 @@ async fn record_sessions(
                     missed = n,
                     "live-session events lagged: re-recording every live session"
                 );
-                for (connection, session) in mediator.sessions().live_connections() {
+                for (connection, session) in mediator.sessions().routed_connections() {
                     on_local_event(
                         &mediator,
                         LiveSessionEvent {
@@ -563,7 +573,14 @@ async fn on_local_event(mediator: &Mediator, event: LiveSessionEvent) {
             match opened {
                 Ok(Some(previous)) if previous.instance != cluster.instance => {
                     info!(connection = %connection, previous = %previous.instance, "live session taken over from another instance");
-                    take_over(mediator, &connection).await;
+                    // After a grace for acknowledgements on their way; not holding up the other
+                    // session events meanwhile.
+                    let (m, c) = (mediator.clone(), connection.clone());
+                    let grace = Duration::from_millis(m.config().pickup.takeover_grace_ms);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        take_over(&m, &c).await;
+                    });
                 }
                 Ok(Some(_)) | Ok(None) => {}
                 Err(err) => {
@@ -627,7 +644,7 @@ async fn refresh_leases(mediator: Mediator) {
         }
         prune(&mut lock(&cluster.pending));
         // A live session whose record could not be written (Redis was down) is recorded now.
-        for (connection, session) in mediator.sessions().live_connections() {
+        for (connection, session) in mediator.sessions().routed_connections() {
             if !cluster.is_recorded(&connection, session) {
                 on_local_event(
                     &mediator,
@@ -686,7 +703,7 @@ async fn listen(mediator: Mediator) {
         // the routes): our live sessions it still names are announced again (peers may hold
         // messages for them); one it names elsewhere was taken over meanwhile; one it lost (our
         // lease ran out while we could not refresh) is recorded again.
-        for (connection, session) in mediator.sessions().live_connections() {
+        for (connection, session) in mediator.sessions().routed_connections() {
             let recorded = lock(&cluster.routes).get(&connection).cloned();
             if !cluster.is_recorded(&connection, session) {
                 continue; // its record is being written now, and announced after
@@ -694,7 +711,7 @@ async fn listen(mediator: Mediator) {
             match recorded {
                 Some(h) if h.instance != cluster.instance => {
                     info!(connection = %connection, to = %h.instance, "live session taken over while unsubscribed");
-                    mediator.sessions().clear_live(&connection, Some(session));
+                    mediator.sessions().unroute(&connection, session);
                 }
                 recorded => {
                     let holder = LiveHolder {
@@ -785,7 +802,7 @@ async fn listen(mediator: Mediator) {
                         // the registry says which is newer (announcements can cross, and a peer
                         // back from a pub/sub outage may announce a session already replaced).
                         if *instance != cluster.instance
-                            && mediator.sessions().live(connection).is_some()
+                            && mediator.sessions().routed_session(connection).is_some()
                         {
                             let (m, c) = (mediator.clone(), connection.clone());
                             tokio::spawn(async move { resolve_takeover(&m, &c).await });
@@ -842,6 +859,28 @@ mod tests {
             serde_json::from_str(r#"{"t":"open","connection":"c","instance":"i","session":3}"#)
                 .unwrap();
         assert!(matches!(open, Notice::Open { session: 3, .. }));
+    }
+
+    #[test]
+    fn routes_count_only_other_instances_sessions() {
+        let cluster = Cluster::new(
+            "me".into(),
+            Arc::new(mediator_store::memory::MemoryLiveSessionRegistry::new()),
+            None,
+            1000,
+        );
+        for (connection, instance) in [("c1", "me"), ("c2", "a"), ("c3", "b")] {
+            cluster.apply(&Notice::Open {
+                connection: ConnectionId::from(connection),
+                instance: instance.into(),
+                session: 1,
+            });
+        }
+        assert_eq!(
+            cluster.route_count(),
+            2,
+            "this instance's own session is no route"
+        );
     }
 
     #[test]

@@ -348,6 +348,11 @@ pub struct PickupConfig {
     /// A delivered message that is not acknowledged within this time is delivered again, ms.
     /// Until then it is in flight: not handed out again, not counted as waiting in `status`.
     pub redelivery_after_ms: u64,
+    /// When a client's session moves here from another instance (which may have died), its
+    /// in-flight messages are given back and sent on the new session only after this long, ms:
+    /// time for the acknowledgements already on their way (over HTTP, or a new socket) to remove
+    /// what the client did get, so that it is not sent twice. 0: at once.
+    pub takeover_grace_ms: u64,
     /// On a WebSocket, at most one `status` answers `messages-received` per this interval, ms
     /// (0: every one is answered).
     pub status_interval_ms: u64,

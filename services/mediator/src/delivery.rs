@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::{
+    config::ForwardingStrategy,
     error::InboundError,
     mediator::Mediator,
     sessions::{LiveSession, Outbound, SessionHandle},
@@ -223,9 +224,14 @@ impl Mediator {
             crate::telemetry::continue_trace(&span, parent);
         }
         async {
+            if self.config().pickup.forwarding == ForwardingStrategy::Direct {
+                self.deliver_notice_direct(connection, ids, in_flight, carried)
+                    .await;
+                return;
+            }
             let Some(live) = self.sessions().live(connection) else {
                 if in_flight {
-                    if let Err(err) = self.stores().queue.release(connection, ids).await {
+                    if let Err(err) = self.stores().queue.unlease(connection, ids).await {
                         warn!(error = %err, connection = %connection, "undeliverable notice: messages stay in flight until their lease ends");
                     }
                 }
@@ -245,6 +251,67 @@ impl Mediator {
         }
         .instrument(span)
         .await
+    }
+
+    /// [`Mediator::deliver_notice`] with the `direct` strategy: each message goes by itself on
+    /// the connection's newest return-route session here, and leaves the queue once the socket
+    /// confirmed it. Without such a session (it closed meanwhile), they wait, remembered for the
+    /// next session announced.
+    async fn deliver_notice_direct(
+        &self,
+        connection: &ConnectionId,
+        ids: &[MessageId],
+        in_flight: bool,
+        carried: &[crate::cluster::Carried],
+    ) {
+        let queue = &self.stores().queue;
+        let Some(session) = self.sessions().latest(connection) else {
+            if in_flight {
+                if let Err(err) = queue.unlease(connection, ids).await {
+                    warn!(error = %err, connection = %connection, "undeliverable notice: messages stay in flight until their lease ends");
+                }
+            }
+            for id in ids {
+                self.cluster().hold(connection, id, true);
+            }
+            return;
+        };
+        let messages: Vec<(MessageId, Bytes, u64)> = if in_flight {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(c) = carried.iter().find(|c| &c.id == id) {
+                    out.push((id.clone(), Bytes::from(c.msg.clone()), c.received_ms));
+                } else {
+                    match queue.get(connection, id).await {
+                        Ok(Some(m)) => out.push((m.id, m.payload, m.received_at_ms)),
+                        Ok(None) => {} // acknowledged meanwhile
+                        Err(err) => {
+                            warn!(error = %err, connection = %connection, "cluster delivery failed; the message is delivered again when its lease ends");
+                        }
+                    }
+                }
+            }
+            out
+        } else {
+            let lease = self.config().pickup.redelivery_after_ms;
+            match queue.lease_ids(connection, ids, lease).await {
+                Ok(leased) => leased
+                    .into_iter()
+                    .map(|m| (m.id, m.payload, m.received_at_ms))
+                    .collect(),
+                Err(err) => {
+                    warn!(error = %err, connection = %connection, "cluster delivery failed; the messages wait in the queue");
+                    return;
+                }
+            }
+        };
+        // Not sent (the session closed meanwhile): the session's end gives back what it claimed,
+        // and the next session's implicit pickup sends it.
+        for (id, payload, received_ms) in messages {
+            let _ = self
+                .deliver_direct(connection, &session, &id, payload, received_ms, false)
+                .await;
+        }
     }
 
     /// Delivers messages another instance queued in flight for this live session.
@@ -271,7 +338,7 @@ impl Mediator {
         );
         let sent = self.deliver_live(connection, live, &items)?;
         if sent == 0 && !live.session.is_open() {
-            self.stores().queue.release(connection, ids).await?;
+            self.stores().queue.unlease(connection, ids).await?;
         }
         Ok(sent)
     }
@@ -309,7 +376,10 @@ impl Mediator {
         // This session may have carried some of them: they go again all the same, and those are
         // the duplicates counted here (a message this session never wrote is no duplicate of it).
         let again: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
-        let carried_here = again.iter().filter(|id| live.session.has_claimed(id)).count();
+        let carried_here = again
+            .iter()
+            .filter(|id| live.session.has_claimed(id))
+            .count();
         live.session.release(&again);
         let mut sent = 0;
         for chunk in batches(&messages, batch, self.config().pickup.max_delivery_bytes) {

@@ -261,7 +261,11 @@ impl Mediator {
             Handshakes::All,
         );
         let endpoints = crate::endpoint::Endpoints::new(&config.delivery)?;
-        let sessions = Sessions::with_cap(config.websocket.max_sessions_per_connection);
+        let route_to = match config.pickup.forwarding {
+            ForwardingStrategy::Direct => crate::sessions::RouteTo::ReturnRoute,
+            _ => crate::sessions::RouteTo::Live,
+        };
+        let sessions = Sessions::new(config.websocket.max_sessions_per_connection, route_to);
         let key_routes = crate::keyroutes::KeyRoutes::new(
             config.mediation.key_cache_max,
             std::time::Duration::from_secs(config.mediation.key_cache_secs),

@@ -295,6 +295,12 @@ impl MessageQueue for Observed<dyn MessageQueue> {
             .await
     }
 
+    async fn unlease(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
+        self.probe
+            .run("queue.unlease", self.inner.unlease(connection_id, ids))
+            .await
+    }
+
     async fn status(
         &self,
         connection_id: &ConnectionId,

@@ -7,8 +7,11 @@
 //! - the **live session** (Pickup 2.0 Live Mode): the socket that carried `live-delivery-change`
 //!   with `live_delivery: true`. At most one per connection: a newer one replaces it.
 //!
-//! Opening and closing a live session is announced on an event stream ([`Sessions::subscribe`]),
-//! the pull request 1638 "live session opened / closed" events that the cluster routing builds on.
+//! Opening and closing the session a connection's messages are routed to is announced on an
+//! event stream ([`Sessions::subscribe`]), the pull request 1638 "live session opened / closed"
+//! events that the cluster routing builds on. Which session that is depends on the forwarding
+//! strategy ([`RouteTo`]): the live session, or (`direct`, implicit pickup) the newest
+//! return-route session.
 //!
 //! Every session remembers the ids of the queued messages it has carried ([`SessionHandle::claim`]):
 //! all delivery paths (live push, delivery-request, "deliver queued messages", direct push)
@@ -288,6 +291,17 @@ pub struct LiveSession {
     pub doc_uri: DocUri,
 }
 
+/// Which session of a connection its messages are routed to (in the cluster too), and whose
+/// opening and closing [`Sessions`] announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteTo {
+    /// Its live session (Pickup 2.0 Live Mode): the `queue_and_live` strategy.
+    #[default]
+    Live,
+    /// Its newest open return-route session: the `direct` strategy (implicit pickup).
+    ReturnRoute,
+}
+
 #[derive(Debug, Default)]
 struct Registry {
     return_route: HashMap<ConnectionId, Vec<SessionHandle>>,
@@ -304,6 +318,7 @@ pub struct Sessions {
     events: broadcast::Sender<LiveSessionEvent>,
     /// Most return-route sessions of one connection (0: no cap).
     max_per_connection: usize,
+    route_to: RouteTo,
 }
 
 impl Default for Sessions {
@@ -326,11 +341,17 @@ impl Sessions {
     /// An empty registry holding at most `max_per_connection` return-route sessions per
     /// connection (0: no cap); over it, the oldest session of the connection is closed.
     pub fn with_cap(max_per_connection: usize) -> Self {
+        Self::new(max_per_connection, RouteTo::Live)
+    }
+
+    /// Like [`Sessions::with_cap`], announcing the sessions `route_to` names.
+    pub fn new(max_per_connection: usize, route_to: RouteTo) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::default(),
             events,
             max_per_connection,
+            route_to,
         }
     }
 }
@@ -356,25 +377,36 @@ impl Sessions {
     /// per connection, the connection's oldest session is closed (and forgotten here) to make
     /// room: the newest socket is the one the client uses; an old one is usually leaked.
     pub fn register(&self, connection_id: &ConnectionId, session: &SessionHandle) -> Registration {
-        let mut map = lock(&self.inner);
-        let list = map.return_route.entry(connection_id.clone()).or_default();
-        list.retain(SessionHandle::is_open);
-        if list.iter().any(|s| s.id == session.id) {
-            return Registration::default();
+        let (registration, superseded) = {
+            let mut map = lock(&self.inner);
+            let list = map.return_route.entry(connection_id.clone()).or_default();
+            list.retain(SessionHandle::is_open);
+            if list.iter().any(|s| s.id == session.id) {
+                return Registration::default();
+            }
+            let superseded = list.last().map(|s| s.id);
+            let mut evicted = None;
+            if self.max_per_connection > 0 && list.len() >= self.max_per_connection {
+                let oldest = list.remove(0);
+                info!(
+                    connection = %connection_id,
+                    session = oldest.id,
+                    "too many WebSockets for one connection: closing its oldest"
+                );
+                oldest.close();
+                evicted = Some(oldest.id);
+            }
+            list.push(session.clone());
+            (Registration { new: true, evicted }, superseded)
+        };
+        if self.route_to == RouteTo::ReturnRoute {
+            // The newest return-route session is the one routed to.
+            if let Some(previous) = superseded {
+                self.announce(LiveSessionChange::Closed, connection_id.clone(), previous);
+            }
+            self.announce(LiveSessionChange::Opened, connection_id.clone(), session.id);
         }
-        let mut evicted = None;
-        if self.max_per_connection > 0 && list.len() >= self.max_per_connection {
-            let oldest = list.remove(0);
-            info!(
-                connection = %connection_id,
-                session = oldest.id,
-                "too many WebSockets for one connection: closing its oldest"
-            );
-            oldest.close();
-            evicted = Some(oldest.id);
-        }
-        list.push(session.clone());
-        Registration { new: true, evicted }
+        registration
     }
 
     /// Makes `live` the live session of `connection_id`, replacing (and announcing the close of)
@@ -385,6 +417,9 @@ impl Sessions {
             let mut map = lock(&self.inner);
             map.live.insert(connection_id.clone(), Arc::new(live))
         };
+        if self.route_to != RouteTo::Live {
+            return;
+        }
         match previous {
             Some(p) if p.session.id == id => return, // already live on this session
             Some(p) => self.announce(
@@ -408,7 +443,7 @@ impl Sessions {
                 _ => None,
             }
         };
-        if let Some(l) = removed {
+        if let Some(l) = removed.filter(|_| self.route_to == RouteTo::Live) {
             self.announce(
                 LiveSessionChange::Closed,
                 connection_id.clone(),
@@ -417,12 +452,25 @@ impl Sessions {
         }
     }
 
-    /// Forgets `session` everywhere (the socket closed); announces the live sessions it ended.
+    /// Forgets `session` everywhere (the socket closed); announces the routed sessions it ended
+    /// (and, routing to return-route sessions, the one that is newest now).
     pub fn unregister(&self, session: SessionId) {
-        let ended: Vec<ConnectionId> = {
+        let mut changes: Vec<(LiveSessionChange, ConnectionId, SessionId)> = Vec::new();
+        {
             let mut map = lock(&self.inner);
-            map.return_route.retain(|_, list| {
+            let by_return_route = self.route_to == RouteTo::ReturnRoute;
+            map.return_route.retain(|connection, list| {
+                let routed = list.last().map(|s| s.id);
                 list.retain(|s| s.id != session && s.is_open());
+                let now = list.last().map(|s| s.id);
+                if by_return_route && routed != now {
+                    if let Some(ended) = routed {
+                        changes.push((LiveSessionChange::Closed, connection.clone(), ended));
+                    }
+                    if let Some(newest) = now {
+                        changes.push((LiveSessionChange::Opened, connection.clone(), newest));
+                    }
+                }
                 !list.is_empty()
             });
             let ended: Vec<ConnectionId> = map
@@ -431,13 +479,52 @@ impl Sessions {
                 .filter(|(_, l)| l.session.id == session)
                 .map(|(c, _)| c.clone())
                 .collect();
-            for c in &ended {
-                map.live.remove(c);
+            for c in ended {
+                map.live.remove(&c);
+                if !by_return_route {
+                    changes.push((LiveSessionChange::Closed, c, session));
+                }
             }
-            ended
-        };
-        for c in ended {
-            self.announce(LiveSessionChange::Closed, c, session);
+        }
+        for (change, connection, id) in changes {
+            self.announce(change, connection, id);
+        }
+    }
+
+    /// The connections whose messages are routed to a session here, and those sessions (see
+    /// [`RouteTo`]).
+    pub fn routed_connections(&self) -> Vec<(ConnectionId, SessionId)> {
+        match self.route_to {
+            RouteTo::Live => self.live_connections(),
+            RouteTo::ReturnRoute => {
+                let map = lock(&self.inner);
+                map.return_route
+                    .iter()
+                    .filter_map(|(c, list)| {
+                        list.iter()
+                            .rev()
+                            .find(|s| s.is_open())
+                            .map(|s| (c.clone(), s.id))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The session here that `connection_id`'s messages are routed to, if any.
+    pub fn routed_session(&self, connection_id: &ConnectionId) -> Option<SessionId> {
+        match self.route_to {
+            RouteTo::Live => self.live(connection_id).map(|l| l.session.id),
+            RouteTo::ReturnRoute => self.latest(connection_id).map(|s| s.id),
+        }
+    }
+
+    /// Another instance's session of `connection_id` replaced `session` here as the one routed
+    /// to: a live session stops being live (its socket stays open); a return-route session
+    /// stays as it is (the client chose the other socket, and may come back to this one).
+    pub fn unroute(&self, connection_id: &ConnectionId, session: SessionId) {
+        if self.route_to == RouteTo::Live {
+            self.clear_live(connection_id, Some(session));
         }
     }
 

@@ -231,7 +231,7 @@ impl Stats {
                 ),
                 redelivered: counter(
                     "mediator.messages.redelivered",
-                    "Deliveries of messages delivered before and not acknowledged (at-least-once duplicates)",
+                    "Messages written again to a client that had been written them before and did not acknowledge them in time (at-least-once duplicates)",
                 ),
                 acknowledged: counter(
                     "mediator.messages.acknowledged",
@@ -413,7 +413,7 @@ pub(crate) fn observe(meter: &Meter, mediator: &Mediator) {
     let routes = weak.clone();
     meter
         .u64_observable_gauge("mediator.cluster.routes")
-        .with_description("Live sessions held by other instances that this instance knows of")
+        .with_description("Sessions held by other instances that this instance routes Forwards to (its own not counted)")
         .with_callback(move |gauge| {
             if let Some(m) = routes.upgrade() {
                 gauge.observe(m.cluster().route_count() as u64, &[]);

@@ -7,7 +7,7 @@ mod common;
 
 use std::{sync::OnceLock, time::Duration};
 
-use common::{forward_for, open_ws, Client, Instance, Ws};
+use common::{forward_for, next_frame, open_ws, Client, Instance, Ws};
 use mediator_store::ConnectionId;
 use mediator_store_redis::testing::RedisServer;
 use serde_json::{json, Value};
@@ -20,6 +20,10 @@ fn server() -> &'static RedisServer {
 }
 
 async fn instance(prefix: &str, name: &str) -> Instance {
+    instance_with(prefix, name, &[]).await
+}
+
+async fn instance_with(prefix: &str, name: &str, extra: &[(&str, &str)]) -> Instance {
     // The instances' warnings show in a failing test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter("mediator=info")
@@ -32,6 +36,7 @@ async fn instance(prefix: &str, name: &str) -> Instance {
         ("MEDIATOR_MASTER_SECRET", SECRET),
         ("MEDIATOR_CLUSTER__INSTANCE_ID", name),
     ];
+    let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
     let i = Instance::start_with(None, &env).await;
     // Serving starts the subscription: wait until this instance hears its peers.
     wait_for(|| i.mediator.cluster().is_subscribed(), "subscribed").await;
@@ -293,4 +298,75 @@ async fn a_key_removed_through_one_instance_stops_routing_forwards_on_every_inst
     assert_eq!(b.post(body).await.0, 404);
     a.stop().await;
     b.stop().await;
+}
+
+/// Waits until `conn`'s queue holds nothing (waiting or in flight), 10 s at most, reading `ws`
+/// meanwhile (the client's WebSocket answers the mediator's pings as it reads: those pongs
+/// confirm direct deliveries).
+async fn queue_empty(i: &Instance, conn: &ConnectionId, ws: &mut Ws) {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(20), ws.next()).await;
+        let st = i.mediator.stores().queue.status(conn, None).await.unwrap();
+        if st.message_count + st.in_flight == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue not emptied: {st:?}"
+        );
+    }
+}
+
+/// `direct` forwarding (implicit pickup) crosses instances: the socket with return route `all`
+/// is on a, Forwards go to b and c, and every message comes down a's socket by itself; then the
+/// socket moves to b, and Forwards to a and c follow it. Each leaves the queue once the socket
+/// confirmed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_forwarding_reaches_the_return_route_socket_on_any_instance() {
+    let p = prefix();
+    let direct = [("MEDIATOR_PICKUP__FORWARDING", "direct")];
+    let a = instance_with(&p, "a", &direct).await;
+    let b = instance_with(&p, "b", &direct).await;
+    let c = instance_with(&p, "c", &direct).await;
+    let client = Client::connect(&a).await;
+    let (routing, key, conn) = client.mediated_key(&a).await;
+    let ping = || Client::msg("trust_ping/1.0/ping", json!({"response_requested": false}));
+
+    for (holder, senders) in [(&a, [&b, &c]), (&b, [&a, &c])] {
+        let name = holder.mediator.cluster().instance_id().to_owned();
+        let mut ws = open_ws(holder).await;
+        // Any message with return route `all` makes the socket the connection's.
+        client.ws_send(&mut ws, &ping()).await;
+        routed_everywhere(&[&a, &b, &c], &conn, &name).await;
+        for n in 0..12 {
+            let via = senders[n % 2];
+            let (body, inner) = forward_for(
+                &routing,
+                key.verkey(),
+                format!("{{\"n\":{n},\"to\":\"{name}\"}}").as_bytes(),
+            );
+            assert_eq!(via.post(body).await.0, 202);
+            let frame: Value = serde_json::from_slice(&next_frame(&mut ws).await).unwrap();
+            assert_eq!(
+                frame,
+                inner,
+                "message {n}, posted to {}, on {name}'s socket",
+                via.mediator.cluster().instance_id()
+            );
+        }
+        queue_empty(holder, &conn, &mut ws).await;
+        drop(ws);
+        for i in [&a, &b, &c] {
+            wait_for(
+                || !i.mediator.cluster().routes().contains_key(&conn),
+                "route removed after close",
+            )
+            .await;
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
 }

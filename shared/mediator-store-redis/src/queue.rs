@@ -249,6 +249,25 @@ impl RedisMessageQueue {
         }
     }
 
+    /// [`MessageQueue::release`]; `uncount`: [`MessageQueue::unlease`].
+    async fn end_leases(
+        &self,
+        connection_id: &ConnectionId,
+        ids: &[MessageId],
+        uncount: bool,
+    ) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut call = self.invoke(&RELEASE, connection_id);
+        call.arg(u8::from(uncount));
+        for id in ids {
+            call.arg(id.as_str());
+        }
+        let mut conn = self.connection().await?;
+        call.invoke_async(&mut conn).await.map_err(error::redis)
+    }
+
     /// Reads `{expired, id, payload, meta, ...}` replies.
     fn messages(
         &self,
@@ -384,15 +403,11 @@ impl MessageQueue for RedisMessageQueue {
     }
 
     async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let mut call = self.invoke(&RELEASE, connection_id);
-        for id in ids {
-            call.arg(id.as_str());
-        }
-        let mut conn = self.connection().await?;
-        call.invoke_async(&mut conn).await.map_err(error::redis)
+        self.end_leases(connection_id, ids, false).await
+    }
+
+    async fn unlease(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
+        self.end_leases(connection_id, ids, true).await
     }
 
     async fn status(

@@ -463,7 +463,10 @@ async fn queues_written_with_arrival_counters_keep_working() {
     for (seq, id, received) in [(1, "old-1", now_ms - 120_000), (2, "old-2", now_ms - 1_000)] {
         let _: () = raw(
             &pool,
-            redis::cmd("ZADD").arg(format!("{base}order")).arg(seq).arg(id),
+            redis::cmd("ZADD")
+                .arg(format!("{base}order"))
+                .arg(seq)
+                .arg(id),
         )
         .await;
         let _: () = raw(

@@ -163,6 +163,12 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
     /// again. Returns how many were in flight.
     async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize>;
 
+    /// Like [`MessageQueue::release`], for messages leased for a client they never reached (the
+    /// session or the instance meant to carry them was gone): that handout is not counted either
+    /// (their [`QueuedMessage::deliveries`] goes back down by one), so that a later delivery is
+    /// no redelivery. Returns how many were in flight.
+    async fn unlease(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize>;
+
     /// Figures of a connection's queue; with `recipient_key`, of only the messages that carry it.
     async fn status(
         &self,

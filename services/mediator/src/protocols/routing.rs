@@ -56,7 +56,13 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                 .remote_holder(&connection)
                 .map(OnSession::Remote),
         },
-        ForwardingStrategy::Direct => m.sessions().latest(&connection).map(OnSession::Direct),
+        ForwardingStrategy::Direct => match m.sessions().latest(&connection) {
+            Some(session) => Some(OnSession::Direct(session)),
+            None => m
+                .cluster()
+                .remote_holder(&connection)
+                .map(OnSession::Remote),
+        },
     };
     // Going out on a session (here or on the holder's instance) at once: queued in flight, so no
     // pickup hands it out too.
@@ -78,10 +84,10 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     m.stats().forward_queued();
     debug!(connection = %connection, message = %id, bytes = payload.len(), "forward queued");
     if session.is_none()
-        && m.config().pickup.forwarding == ForwardingStrategy::QueueAndLive
+        && m.config().pickup.forwarding != ForwardingStrategy::QueueOnly
         && m.cluster().is_clustered()
     {
-        // No route known: a live session may be opening elsewhere right now.
+        // No route known: a session may be opening elsewhere right now.
         let epoch = m.cluster().epoch();
         m.cluster()
             .hold_and_recheck(m, &connection, &id, None, epoch);
@@ -130,7 +136,7 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                     // session is announced (or at once if one became known meanwhile).
                     stores
                         .queue
-                        .release(&connection, std::slice::from_ref(&id))
+                        .unlease(&connection, std::slice::from_ref(&id))
                         .await?;
                     m.cluster()
                         .hold_and_recheck(m, &connection, &id, Some(&holder), epoch);
@@ -145,7 +151,7 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         // The session went away meanwhile (or its instance did not hear): the message waits.
         stores
             .queue
-            .release(&connection, std::slice::from_ref(&id))
+            .unlease(&connection, std::slice::from_ref(&id))
             .await?;
     }
     // Clients with their own endpoint do not pick up: push to them, once their handshake

@@ -185,6 +185,7 @@ macro_rules! __message_queue_checks {
                 lease_hands_out_each_message_once_while_in_flight,
                 lease_expires,
                 add_leased_is_in_flight_at_once,
+                unlease_gives_back_without_counting_the_handout,
                 lease_filters_and_stays_in_its_connection,
                 lease_byte_budget_stops_the_batch,
                 lease_hands_out_an_over_budget_first_message_alone,

@@ -836,6 +836,44 @@ pub async fn add_leased_is_in_flight_at_once(store: Arc<dyn MessageQueue>) {
     assert_eq!(again[0].deliveries, 2);
 }
 
+/// `unlease` gives back a message leased for a client it never reached: it waits again, and that
+/// handout is not counted (the next lease is its first delivery); messages not in flight, or of
+/// another connection, are left as they are.
+pub async fn unlease_gives_back_without_counting_the_handout(store: Arc<dyn MessageQueue>) {
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let id = store
+        .add_leased(&conn, &[key], Bytes::from_static(b"live"), 60_000)
+        .await
+        .expect("add_leased failed");
+    let waiting = add(&*store, &conn, &[key], b"queued").await;
+    assert_eq!(
+        store
+            .unlease(&ConnectionId::generate(), std::slice::from_ref(&id))
+            .await
+            .expect("unlease failed"),
+        0,
+        "another connection's id"
+    );
+    assert_eq!(
+        store
+            .unlease(&conn, &[id.clone(), waiting.clone()])
+            .await
+            .expect("unlease failed"),
+        1,
+        "only the leased message was in flight"
+    );
+    let s = status(&*store, &conn, None).await;
+    assert_eq!((s.message_count, s.in_flight), (2, 0));
+    let again = lease(&*store, &conn, 10, None, 60_000).await;
+    assert_eq!(ids(&again), [id, waiting]);
+    assert_eq!(
+        again.iter().map(|m| m.deliveries).collect::<Vec<_>>(),
+        [1, 1],
+        "an unleased handout was counted"
+    );
+}
+
 /// `lease` with a recipient key hands out only that key's messages; leases and releases of
 /// another connection's ids change nothing.
 pub async fn lease_filters_and_stays_in_its_connection(store: Arc<dyn MessageQueue>) {

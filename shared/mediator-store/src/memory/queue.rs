@@ -77,6 +77,36 @@ impl Queue {
 }
 
 impl MemoryMessageQueue {
+    /// [`MessageQueue::release`]; `uncount`: [`MessageQueue::unlease`].
+    fn end_leases(
+        &self,
+        connection_id: &ConnectionId,
+        ids: &[MessageId],
+        uncount: bool,
+    ) -> Result<usize> {
+        let now = unix_ms_now();
+        let mut state = lock(&self.state, "message queue")?;
+        let Some(queue) = state.queues.get_mut(connection_id) else {
+            return Ok(0);
+        };
+        let mut released = 0;
+        for id in ids {
+            let Some(seq) = queue.seq_of.get(id) else {
+                continue;
+            };
+            if let Some(entry) = queue.by_seq.get_mut(seq) {
+                if entry.in_flight(now) {
+                    released += 1;
+                }
+                if uncount && entry.leased_until_ms > 0 {
+                    entry.message.deliveries = entry.message.deliveries.saturating_sub(1);
+                }
+                entry.leased_until_ms = 0;
+            }
+        }
+        Ok(released)
+    }
+
     /// Empty queues without caps or expiry.
     pub fn new() -> Self {
         Self::default()
@@ -265,24 +295,11 @@ impl MessageQueue for MemoryMessageQueue {
     }
 
     async fn release(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
-        let now = unix_ms_now();
-        let mut state = lock(&self.state, "message queue")?;
-        let Some(queue) = state.queues.get_mut(connection_id) else {
-            return Ok(0);
-        };
-        let mut released = 0;
-        for id in ids {
-            let Some(seq) = queue.seq_of.get(id) else {
-                continue;
-            };
-            if let Some(entry) = queue.by_seq.get_mut(seq) {
-                if entry.in_flight(now) {
-                    released += 1;
-                }
-                entry.leased_until_ms = 0;
-            }
-        }
-        Ok(released)
+        self.end_leases(connection_id, ids, false)
+    }
+
+    async fn unlease(&self, connection_id: &ConnectionId, ids: &[MessageId]) -> Result<usize> {
+        self.end_leases(connection_id, ids, true)
     }
 
     async fn status(
