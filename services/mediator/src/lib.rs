@@ -27,6 +27,7 @@ pub mod sessions;
 pub mod stats;
 pub mod storage;
 pub mod telemetry;
+pub mod testing;
 pub mod transport;
 
 use std::{future::Future, sync::Arc};

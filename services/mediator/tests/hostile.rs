@@ -14,7 +14,9 @@ use std::sync::{
 use axum::{http::StatusCode, routing, Router};
 use common::{
     new_id, next_frame,
-    process::{forward, forward_json, free_addr, open_delivery, refusals, ws_connect, Proc},
+    process::{
+        forward, forward_json, open_delivery, refusals, start_with_metrics, ws_connect, Proc,
+    },
     Client,
 };
 use didcomm_did::OwnDid;
@@ -37,28 +39,13 @@ impl Setup {
     async fn start(extra: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start().unwrap();
         let prefix = format!("hostile-{}:", uuid::Uuid::new_v4());
-        // The free ports are found by binding and letting go: another test may take one before
-        // the mediator binds it. Then it exits at once, saying so, and gets other ports.
-        let mut log = String::new();
-        for _ in 0..5 {
-            let metrics = free_addr();
-            let mut env = vec![("MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN", metrics.as_str())];
-            env.extend_from_slice(extra);
-            let mut proc = Proc::start_with("hostile", redis.url(), &prefix, &env);
-            match proc.try_ready().await {
-                Ok(()) => {
-                    return Self {
-                        redis,
-                        prefix,
-                        proc,
-                        metrics,
-                    }
-                }
-                Err(text) if text.contains("Address already in use") => log = text,
-                Err(text) => panic!("the mediator did not start; its log:\n{text}"),
-            }
+        let (proc, metrics) = start_with_metrics("hostile", redis.url(), &prefix, extra).await;
+        Self {
+            redis,
+            prefix,
+            proc,
+            metrics,
         }
-        panic!("no free ports for the mediator after 5 tries; its last log:\n{log}")
     }
 
     fn base(&self) -> &str {
