@@ -1242,3 +1242,456 @@ async fn acapy_senders_through_b_and_c_reach_a_live_recipient_on_a() -> Result<(
     cluster.stop().await;
     Ok(())
 }
+
+/// A tool `scripts/validate-deploy` unpacked from Debian's packages (`usr/sbin/nginx`, ...).
+fn deploy_tool(relative: &str) -> Result<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv-deploy/debian")
+        .join(relative);
+    ensure!(
+        path.exists(),
+        "{} is missing: scripts/validate-deploy unpacks it from Debian's packages",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A file of the repository's `deploy/`, read.
+fn deploy_file(relative: &str) -> Result<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(relative);
+    std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))
+}
+
+/// `text` with `from` replaced by `to`, which must occur exactly once (the shipped file changed
+/// otherwise, and the test must follow it).
+fn substitute(text: &str, from: &str, to: &str) -> Result<String> {
+    ensure!(
+        text.matches(from).count() == 1,
+        "`{from}` is not in the shipped file exactly once"
+    );
+    Ok(text.replacen(from, to, 1))
+}
+
+/// A child process killed and reaped when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// nginx with `deploy/compose/nginx.conf`, only its addresses substituted: it listens on
+/// 127.0.0.1:`port`, and the replicas are `upstreams` (an upstream group named in the variable
+/// the shipped file resolves through Compose's DNS); its pid and temporary files are in `dir`.
+async fn start_nginx(port: u16, upstreams: &[u16], dir: &std::path::Path) -> Result<Running> {
+    let nginx = deploy_tool("usr/sbin/nginx")?;
+    let shipped = deploy_file("compose/nginx.conf")?;
+    let servers: String = upstreams
+        .iter()
+        .map(|p| format!(" server 127.0.0.1:{p};"))
+        .collect();
+    // Debian's nginx keeps temporary files under /var/lib/nginx; its workers run as nobody.
+    let temp = dir.join("temp");
+    std::fs::create_dir_all(&temp)?;
+    std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+    let t = temp.display();
+    let conf = substitute(
+        &shipped,
+        "listen 8080;",
+        &format!("listen 127.0.0.1:{port};"),
+    )?;
+    let conf = substitute(
+        &conf,
+        "pid /tmp/nginx.pid;",
+        &format!("pid {}/nginx.pid;", dir.display()),
+    )?;
+    let conf = substitute(
+        &conf,
+        "set $mediator_upstream mediator:3000;",
+        "set $mediator_upstream mediators;",
+    )?;
+    let conf = substitute(
+        &conf,
+        "\nhttp {",
+        &format!(
+            "\nhttp {{ upstream mediators {{{servers} }} client_body_temp_path {t}/body; \
+             proxy_temp_path {t}/proxy; fastcgi_temp_path {t}/fastcgi; uwsgi_temp_path {t}/uwsgi; \
+             scgi_temp_path {t}/scgi;"
+        ),
+    )?;
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let log = std::fs::File::create(dir.join("nginx.log"))?;
+    let child = std::process::Command::new(nginx)
+        .arg("-p")
+        .arg(dir)
+        .args(["-e", "stderr", "-g", "daemon off;", "-c"])
+        .arg(&path)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("start nginx")?;
+    let running = Running(child);
+    let url = format!("http://127.0.0.1:{port}/lb-healthz");
+    wait_until("nginx answers /lb-healthz", STATE_TIMEOUT, || {
+        let url = url.clone();
+        async move {
+            let ok = reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            Ok((ok, String::new()))
+        }
+    })
+    .await
+    .with_context(|| std::fs::read_to_string(dir.join("nginx.log")).unwrap_or_default())?;
+    Ok(running)
+}
+
+/// Prometheus with `deploy/compose/prometheus.yml`, only its targets substituted: the replicas'
+/// metrics endpoints instead of Compose's DNS name, and itself on 127.0.0.1:`port`.
+async fn start_prometheus(port: u16, targets: &[String], dir: &std::path::Path) -> Result<Running> {
+    let prometheus = deploy_tool("usr/bin/prometheus")?;
+    let shipped = deploy_file("compose/prometheus.yml")?;
+    let listed: String = targets
+        .iter()
+        .map(|t| format!("          - {t}\n"))
+        .collect();
+    let conf = substitute(
+        &shipped,
+        "    dns_sd_configs:\n      - names:\n          - mediator\n        type: A\n        port: 9464\n        refresh_interval: 10s\n",
+        &format!("    static_configs:\n      - targets:\n{listed}"),
+    )?;
+    let conf = substitute(&conf, "- localhost:9090", &format!("- 127.0.0.1:{port}"))?;
+    let path = dir.join("prometheus.yml");
+    std::fs::write(&path, conf)?;
+    let log = std::fs::File::create(dir.join("prometheus.log"))?;
+    let child = std::process::Command::new(prometheus)
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("start prometheus")?;
+    let running = Running(child);
+    let url = format!("http://127.0.0.1:{port}/-/ready");
+    wait_until("prometheus ready", STATE_TIMEOUT, || {
+        let url = url.clone();
+        async move {
+            let ok = reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            Ok((ok, String::new()))
+        }
+    })
+    .await
+    .with_context(|| std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default())?;
+    Ok(running)
+}
+
+/// Every query of `deploy/grafana/dashboards/mediator.json`, its variables filled the way
+/// Grafana fills them (all instances; a rate interval of four scrapes).
+fn dashboard_queries() -> Result<Vec<(String, String)>> {
+    let dashboard: Value = serde_json::from_str(&deploy_file("grafana/dashboards/mediator.json")?)?;
+    let mut out = Vec::new();
+    let mut panels: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    while let Some(panel) = panels.pop() {
+        panels.extend(panel["panels"].as_array().into_iter().flatten());
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                let filled = expr
+                    .replace("$instance", ".*")
+                    .replace("$__rate_interval", "40s");
+                out.push((panel["title"].as_str().unwrap_or("?").to_owned(), filled));
+            }
+        }
+    }
+    ensure!(!out.is_empty(), "the dashboard has no queries");
+    Ok(out)
+}
+
+/// The deployment as shipped, on this machine: nginx with `deploy/compose/nginx.conf` in front of
+/// three mediator processes and a Redis with the Compose settings; a credo-ts live recipient and
+/// a credo-ts sender that know only nginx (HTTP and WebSocket). Mid-stream the instance holding
+/// the live session is killed (kill -9), later the next holder is stopped (SIGTERM): credo
+/// reconnects through nginx each time, and nothing accepted is lost. Prometheus with
+/// `deploy/compose/prometheus.yml` scrapes the instances, and every query of the Grafana
+/// dashboard, evaluated through Prometheus's HTTP API, returns data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_shipped_load_balancer_and_dashboard_work_across_kill_9_and_sigterm() -> Result<()> {
+    const N: usize = 90;
+    credo_available().map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    let dir = std::env::temp_dir().join(format!("deployment-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let redis = tokio::task::spawn_blocking(|| {
+        // docker-compose.yml's redis command.
+        RedisServer::start_with_args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+        ])
+    })
+    .await?
+    .context("start a private redis-server")?;
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let metrics: Vec<String> = (0..3)
+        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<Result<_>>()?;
+    let lb_port = free_port()?;
+    let lb = format!("127.0.0.1:{lb_port}");
+    let _nginx = start_nginx(lb_port, &ports, &dir).await?;
+    let (http_url, ws_url) = (format!("http://{lb}"), format!("ws://{lb}"));
+    let prefix = format!("deployment-{}:", std::process::id());
+    let mut procs = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let env = [
+            ("MEDIATOR_PUBLIC_HTTP_ENDPOINT", http_url.as_str()),
+            ("MEDIATOR_PUBLIC_WS_ENDPOINT", ws_url.as_str()),
+            (
+                "MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN",
+                metrics[i].as_str(),
+            ),
+            ("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "10000"),
+        ];
+        procs.push(MediatorProcess::start_on(
+            ports[i],
+            name,
+            redis.url(),
+            &prefix,
+            &env,
+        ));
+    }
+    for p in &mut procs {
+        let name = p.name.clone();
+        p.try_ready()
+            .await
+            .map_err(|log| anyhow!("instance {name} did not start; its log:\n{log}"))?;
+    }
+    let _prometheus = start_prometheus(free_port()?, &metrics, &dir).await?;
+    let prometheus_port = {
+        let conf = std::fs::read_to_string(dir.join("prometheus.yml"))?;
+        conf.lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("- 127.0.0.1:"))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("prometheus port"))?
+    };
+    // Through nginx only, from here on.
+    let invitation = reqwest::get(format!("{http_url}/invitation?format=url"))
+        .await?
+        .text()
+        .await?
+        .trim()
+        .to_owned();
+    let label = "lb-recipient";
+    let mut agent = CredoAgent::spawn(label).await?;
+    let init = agent
+        .init(InitOptions::recipient(
+            label,
+            &invitation,
+            PickupStrategy::PickUpV2LiveMode,
+        ))
+        .await
+        .with_context(|| format!("{label}: init through nginx"))?;
+    ensure!(
+        init["pickupReady"] == true,
+        "{label}: live mode not on: {init}"
+    );
+    let registry = RedisLiveSessionRegistry::new(redis.pool()?, &prefix);
+    let registry = &registry;
+    let holder_other_than = |gone: Vec<String>| async move {
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        loop {
+            let all = registry.all().await?;
+            if let [(conn, h)] = &all[..] {
+                if !gone.contains(&h.instance) {
+                    return Ok::<_, anyhow::Error>((conn.clone(), h.instance.clone()));
+                }
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "no live session on an instance other than {gone:?}: {all:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (conn, first_holder) = holder_other_than(Vec::new()).await?;
+    let mut recipient = Recipient {
+        agent,
+        conn: conn.clone(),
+        session: 0,
+    };
+    let sender_label = "lb-sender";
+    let mut sender = CredoAgent::spawn(sender_label).await?;
+    sender
+        .init(InitOptions::sender(sender_label, free_port()?))
+        .await
+        .with_context(|| format!("{sender_label}: init (no mediator)"))?;
+    let answer = recipient
+        .agent
+        .request(json!({"cmd": "createInvitation"}), Duration::from_secs(40))
+        .await
+        .context("the recipient's invitation")?;
+    let url = answer["invitationUrl"]
+        .as_str()
+        .ok_or_else(|| anyhow!("createInvitation without invitationUrl: {answer}"))?
+        .to_owned();
+    let connection = sender
+        .receive_invitation(&url)
+        .await
+        .context("the sender connects to the recipient through nginx")?;
+    recipient_connected(&mut recipient, sender_label).await?;
+
+    // Three thirds, each sent while the one before is still arriving: the holder is killed
+    // during the first, the next holder stopped during the second, and the last instance
+    // delivers the third.
+    let sent = contents("through nginx", N);
+    let expected: BTreeSet<String> = sent.iter().cloned().collect();
+    let thirds: Vec<Vec<String>> = sent.chunks(N / 3).map(<[String]>::to_vec).collect();
+    let send = |mut sender: CredoAgent, connection: String, third: Vec<String>| {
+        tokio::spawn(async move {
+            credo_send_all(&mut sender, &connection, &third)
+                .await
+                .map(|()| (sender, connection))
+        })
+    };
+    let mut received = Received::new(&expected);
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    let index = |name: &str| ["a", "b", "c"].iter().position(|n| *n == name);
+    let sending = send(sender, connection, thirds[0].clone());
+    while received.unique.len() < N / 6 {
+        received.take_one(&mut recipient.agent, deadline).await?;
+    }
+    let killed = first_holder.clone();
+    procs[index(&killed).ok_or_else(|| anyhow!("holder {killed}"))?].kill9();
+    let (sender, connection) = sending
+        .await?
+        .context("the first third sent through nginx")?;
+    let sending = send(sender, connection, thirds[1].clone());
+    let (_, second_holder) = holder_other_than(vec![killed.clone()]).await?;
+    while received.unique.len() < N / 2 {
+        received.take_one(&mut recipient.agent, deadline).await?;
+    }
+    let stopped = second_holder.clone();
+    let clean = procs[index(&stopped).ok_or_else(|| anyhow!("holder {stopped}"))?]
+        .sigterm_and_wait(Duration::from_secs(30));
+    ensure!(clean, "instance {stopped} did not stop cleanly on SIGTERM");
+    let (sender, connection) = sending
+        .await?
+        .context("the second third sent through nginx")?;
+    let (_, last_holder) = holder_other_than(vec![killed.clone(), stopped.clone()]).await?;
+    let sending = send(sender, connection, thirds[2].clone());
+    while received.unique.len() < N {
+        received
+            .take_one(&mut recipient.agent, deadline)
+            .await
+            .with_context(|| format!("{} (lost so far)", received.summary()))?;
+    }
+    let (mut sender, _) = sending
+        .await?
+        .context("the last third sent through nginx")?;
+    let queue = RedisMessageQueue::new(
+        redis.pool()?,
+        &prefix,
+        mediator_store::QueueLimits::UNLIMITED,
+    );
+    let (queue, conn) = (&queue, &conn);
+    wait_until("every message acknowledged", STATE_TIMEOUT, || async move {
+        let st = queue.status(conn, None).await?;
+        Ok((
+            st.message_count + st.in_flight == 0,
+            format!("{} waiting, {} in flight", st.message_count, st.in_flight),
+        ))
+    })
+    .await?;
+    eprintln!(
+        "through nginx: {}; live session on {first_holder}, killed; then on {second_holder}, \
+         stopped (SIGTERM); then on {last_holder}; {:.1?}",
+        received.summary(),
+        started.elapsed()
+    );
+
+    // Every dashboard query returns data. Rates need two scrapes in their window: first wait
+    // until Prometheus has scraped the surviving instance three times since the messages went
+    // through (scrape_interval 10 s, as shipped).
+    let api = format!("http://127.0.0.1:{prometheus_port}/api/v1/query");
+    let http = reqwest::Client::new();
+    let query = |q: String| {
+        let (api, http) = (&api, &http);
+        async move {
+            let reply: Value = http
+                .get(api)
+                .query(&[("query", q.as_str())])
+                .send()
+                .await?
+                .json()
+                .await?;
+            ensure!(reply["status"] == "success", "query {q}: {reply}");
+            Ok::<_, anyhow::Error>(reply["data"]["result"].clone())
+        }
+    };
+    let survivor = &metrics[index(&last_holder).ok_or_else(|| anyhow!("{last_holder}"))?];
+    let scrapes = format!("count_over_time(up{{instance=\"{survivor}\"}}[30s]) >= 3");
+    let query = &query;
+    wait_until(
+        "three scrapes of the survivor",
+        Duration::from_secs(90),
+        || {
+            let scrapes = scrapes.clone();
+            async move {
+                let result = query(scrapes).await?;
+                Ok((
+                    result.as_array().is_some_and(|r| !r.is_empty()),
+                    result.to_string(),
+                ))
+            }
+        },
+    )
+    .await?;
+    let mut empty = Vec::new();
+    for (title, q) in dashboard_queries()? {
+        let result = query(q.clone()).await?;
+        if result.as_array().is_none_or(|r| r.is_empty()) {
+            empty.push(format!("`{title}`: {q}"));
+        }
+    }
+    if !empty.is_empty() {
+        let names = query("count by (__name__) ({__name__=~\"mediator_.*\"})".into()).await?;
+        eprintln!("the mediator series Prometheus has: {names}");
+        let text = reqwest::get(format!("http://{survivor}/metrics"))
+            .await?
+            .text()
+            .await?;
+        for line in text
+            .lines()
+            .filter(|l| l.contains("latency") || l.contains("delivered"))
+        {
+            eprintln!("survivor: {line}");
+        }
+    }
+    ensure!(
+        empty.is_empty(),
+        "dashboard queries without data:\n{}",
+        empty.join("\n")
+    );
+    sender.shutdown().await?;
+    recipient.agent.shutdown().await?;
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

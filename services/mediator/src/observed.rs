@@ -28,6 +28,42 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Every operation name the probes use (the `operation` attribute).
+const OPERATIONS: [&str; 32] = [
+    "connections.delete",
+    "connections.find_by_my_verkey",
+    "connections.find_by_their_verkey",
+    "connections.find_by_thread",
+    "connections.get",
+    "connections.insert",
+    "connections.sweep_expired",
+    "connections.update",
+    "mediation.connection_for_key",
+    "mediation.delete",
+    "mediation.get",
+    "mediation.keylist",
+    "mediation.save",
+    "mediation.update_keylist",
+    "queue.add",
+    "queue.add_leased",
+    "queue.get",
+    "queue.lease",
+    "queue.lease_ids",
+    "queue.release",
+    "queue.remove",
+    "queue.status",
+    "queue.sweep_expired",
+    "queue.take",
+    "queue.totals",
+    "queue.unlease",
+    "registry.all",
+    "registry.close",
+    "registry.holder",
+    "registry.open",
+    "registry.refresh",
+    "seen.first_sighting",
+];
+
 /// Wraps every store of `stores` (backend `backend`, `memory` or `redis`) in the instrumentation.
 pub fn observe(stores: Stores, backend: &'static str, meter: &Meter) -> Stores {
     let probe = Probe {
@@ -43,6 +79,16 @@ pub fn observe(stores: Stores, backend: &'static str, meter: &Meter) -> Stores {
             .with_description("Store operations that failed")
             .build(),
     };
+    // Every error series exists from the start (0, not "no data", on a dashboard).
+    for operation in OPERATIONS {
+        probe.errors.add(
+            0,
+            &[
+                KeyValue::new("backend", backend),
+                KeyValue::new("operation", operation),
+            ],
+        );
+    }
     Stores {
         connections: Arc::new(Observed {
             inner: stores.connections,
@@ -88,6 +134,10 @@ impl Probe {
             otel.name = operation,
             db.system = self.backend,
             db.operation = operation,
+        );
+        debug_assert!(
+            OPERATIONS.contains(&operation),
+            "{operation} is not in OPERATIONS"
         );
         let started = Instant::now();
         let result = call.instrument(span).await;
