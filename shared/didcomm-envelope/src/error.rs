@@ -127,7 +127,7 @@ pub enum EnvelopeError {
     BadSender(#[source] KeyError),
     /// The ciphertext or its tag failed authentication (tampered, or for another key).
     #[error("ciphertext failed authentication")]
-    Decrypt(#[source] askar_crypto::Error),
+    Decrypt(#[source] AeadError),
     /// The protected header could not be serialised while packing.
     #[error("protected header could not be serialised")]
     HeaderEncode(#[source] serde_json::Error),
@@ -141,6 +141,12 @@ pub enum EnvelopeError {
     #[error("sealing a box failed while packing")]
     BoxFailed,
 }
+
+/// The content cipher (ChaCha20-Poly1305) did not open: the ciphertext or its tag did not
+/// authenticate (wrong key, tampered), or the key or nonce is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("authenticated decryption failed (wrong key, tampered, or malformed)")]
+pub struct AeadError;
 
 /// A box (libsodium `crypto_box` or sealed box) did not open: not for our key, from another
 /// sender, tampered with, malformed, or made with a low-order public key.

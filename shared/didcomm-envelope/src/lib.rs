@@ -20,5 +20,5 @@ pub mod keys;
 
 pub use cache::{Channel, OpenCache};
 pub use envelope::{pack, unpack, Alg, ContentEnc, Envelope, Recipient, Unpacked};
-pub use error::{BoxError, EnvelopeError, KeyError};
+pub use error::{AeadError, BoxError, EnvelopeError, KeyError};
 pub use keys::{KeyPair, VerKey};
