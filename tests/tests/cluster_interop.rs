@@ -948,6 +948,8 @@ async fn kill_9_of_the_instance_holding_a_credo_live_session_loses_nothing_and_r
             // Longer than credo takes to acknowledge a burst on this machine: what is delivered
             // again then is what the kill cost, not slow acknowledgements.
             ("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "10000"),
+            // As shipped (the process tests' default is shorter).
+            ("MEDIATOR_PICKUP__TAKEOVER_GRACE_MS", "10000"),
         ];
         procs.push(MediatorProcess::start_on(
             ports[i],
@@ -1477,6 +1479,7 @@ async fn the_shipped_load_balancer_and_dashboard_work_across_kill_9_and_sigterm(
                 metrics[i].as_str(),
             ),
             ("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "10000"),
+            ("MEDIATOR_PICKUP__TAKEOVER_GRACE_MS", "10000"),
         ];
         procs.push(MediatorProcess::start_on(
             ports[i],

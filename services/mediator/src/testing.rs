@@ -117,6 +117,7 @@ impl MediatorProcess {
             .env("MEDIATOR_CLUSTER__INSTANCE_ID", name)
             .env("MEDIATOR_CLUSTER__LIVE_LEASE_MS", "3000")
             .env("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "2000")
+            .env("MEDIATOR_PICKUP__TAKEOVER_GRACE_MS", "1000")
             .env("MEDIATOR_LOG", "info")
             // Test clients' endpoints are on loopback (a private address).
             .env("MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")

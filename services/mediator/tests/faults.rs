@@ -349,20 +349,67 @@ async fn kill_9_of_the_instance_holding_the_live_session_loses_nothing() {
     assert!(ok, "B's socket failed or went silent");
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert_eq!(accepted.len() as u64, N);
-    // Everything acknowledged ends up out of the queue.
+    // Everything acknowledged ends up out of the queue. The client keeps reading and
+    // acknowledging meanwhile: what was in flight on A when it died (received, its
+    // acknowledgement lost with A) comes again after B's take-over grace.
     let queue = RedisMessageQueue::new(
         redis.pool().unwrap(),
         &prefix,
         mediator_store::QueueLimits::UNLIMITED,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let st = queue.status(&conn, None).await.unwrap();
         if st.message_count + st.in_flight == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "queue not drained: {st:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        acknowledge_for(
+            &client,
+            &recipient,
+            &mut ws,
+            &tally,
+            Duration::from_millis(100),
+        )
+        .await;
+    }
+}
+
+/// Reads live deliveries from `ws` for `limit`, acknowledging each (a live client that keeps
+/// reading).
+async fn acknowledge_for(
+    client: &Client,
+    recipient: &KeyPair,
+    ws: &mut Ws,
+    tally: &Arc<Mutex<Tally>>,
+    limit: Duration,
+) {
+    use futures_util::StreamExt;
+    let deadline = Instant::now() + limit;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        ws.next(),
+    )
+    .await
+    {
+        let bytes = frame.into_data();
+        let Some(items) = open_delivery(client, recipient, &bytes) else {
+            continue;
+        };
+        let mut ids = Vec::new();
+        for (id, seq) in items {
+            tally.lock().unwrap().record(seq);
+            ids.push(id);
+        }
+        client
+            .ws_send(
+                ws,
+                &Client::msg(
+                    "messagepickup/2.0/messages-received",
+                    json!({"message_id_list": ids}),
+                ),
+            )
+            .await;
     }
 }
 
