@@ -1,4 +1,5 @@
-// Shared plumbing of agent.mjs and reference-mediator.mjs.
+// Shared plumbing of agent.mjs and reference-mediator.mjs (and, for its version-independent part,
+// of ../credo-0.6/agent.mjs).
 //
 // Protocol on stdout: one JSON object per line, nothing else. Everything credo (or anything else)
 // prints through `console` goes to stderr: importing this module rebinds console.log/info/debug/warn
@@ -45,6 +46,10 @@ const TIMEOUT_HINTS = {
   'MessagePickupApi.pickupMessages': 'no pickup status with message_count 0 within the pickup timeout',
   'DiscoverFeaturesApi.queryFeatures': 'no discover-features disclose',
   'OutOfBandApi.handleHandshakeReuse': 'no handshake-reuse-accepted',
+  // credo-ts 0.6 names (tests/interop/credo-0.6 imports this module)
+  'DidCommMediationRecipientService.keylistUpdateAndAwait': 'no keylist-update-response from the mediator within 15 s',
+  'DidCommConnectionService.returnWhenIsConnected': 'the connection did not complete',
+  'DidCommMessagePickupApi.pickupMessages': 'no pickup status with message_count 0 within the pickup timeout',
 }
 
 export function errorText(error) {
