@@ -1,14 +1,17 @@
-//! Driving credo-ts 0.5.19 agents (JavaScript) from tests.
+//! Driving credo-ts agents (JavaScript) from tests: 0.5.19 and 0.6.3 ([`CredoVersion`]).
 //!
-//! Each [`CredoAgent`] is one `node tests/interop/credo/agent.mjs` process speaking JSON lines:
-//! commands on its stdin, answers (matched by `id`) and events on its stdout, logs on its stderr
-//! (forwarded to the test output with the agent's name as prefix). [`reference_mediator`] starts
-//! credo itself as a mediator (`tests/interop/credo/reference-mediator.mjs`), the reference that
-//! our mediator is compared with.
+//! Each [`CredoAgent`] is one `node tests/interop/credo/agent.mjs` (0.5.19) or
+//! `node tests/interop/credo-0.6/agent.mjs` (0.6.3, DIDComm in `@credo-ts/didcomm`) process
+//! speaking JSON lines, the same protocol for both: commands on its stdin, answers (matched by
+//! `id`) and events on its stdout, logs on its stderr (forwarded to the test output with the
+//! agent's name as prefix). [`reference_mediator`] starts credo 0.5.19 itself as a mediator
+//! (`tests/interop/credo/reference-mediator.mjs`), the reference that our mediator is compared
+//! with.
 //!
 //! Every process is killed when its handle is dropped (also when a test panics), and exits by
 //! itself when its stdin closes (when the test process dies). credo is installed by
-//! `scripts/setup-interop-credo`; [`credo_available`] says so when it is missing.
+//! `scripts/setup-interop-credo` (0.5.19) and `scripts/setup-interop-credo-0.6` (0.6.3);
+//! [`credo_available`] / [`credo_available_version`] say so when it is missing.
 //!
 //! credo's habits that tests must live with:
 //! - Invitations from [`CredoAgent::create_invitation`] are single use (a second
@@ -53,9 +56,70 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `tests/interop/credo`.
+/// Which credo-ts an agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CredoVersion {
+    /// credo-ts 0.5.19 (`tests/interop/credo`).
+    #[default]
+    V0_5,
+    /// credo-ts 0.6.3 with `@credo-ts/didcomm` (`tests/interop/credo-0.6`); its DID Exchange
+    /// requests use did:peer:4 unless told otherwise.
+    V0_6,
+}
+
+impl CredoVersion {
+    /// Both versions.
+    pub const ALL: [CredoVersion; 2] = [Self::V0_5, Self::V0_6];
+
+    /// The pinned version, as in its package.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V0_5 => "0.5.19",
+            Self::V0_6 => "0.6.3",
+        }
+    }
+
+    /// The harness directory.
+    pub fn dir(self) -> PathBuf {
+        match self {
+            Self::V0_5 => workspace_root().join("tests/interop/credo"),
+            Self::V0_6 => workspace_root().join("tests/interop/credo-0.6"),
+        }
+    }
+
+    /// The script that installs it.
+    pub fn setup_script(self) -> &'static str {
+        match self {
+            Self::V0_5 => "scripts/setup-interop-credo",
+            Self::V0_6 => "scripts/setup-interop-credo-0.6",
+        }
+    }
+
+    /// Where its askar native library is (relative to [`CredoVersion::dir`]), and the variable
+    /// that may point at another folder holding it.
+    fn askar_library(self) -> (&'static str, &'static str) {
+        match self {
+            Self::V0_5 => (
+                "node_modules/@hyperledger/aries-askar-nodejs/native/libaries_askar.so",
+                "LIB_ARIES_ASKAR_PATH",
+            ),
+            Self::V0_6 => (
+                "node_modules/@openwallet-foundation/askar-nodejs/native/libaries_askar.so",
+                "LIB_ASKAR_PATH",
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for CredoVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "credo-ts {}", self.as_str())
+    }
+}
+
+/// `tests/interop/credo` (credo-ts 0.5.19).
 pub fn credo_dir() -> PathBuf {
-    workspace_root().join("tests/interop/credo")
+    CredoVersion::V0_5.dir()
 }
 
 /// The Node.js executable: `$NODE`, else `node` from the PATH.
@@ -65,11 +129,19 @@ pub fn node_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("node"))
 }
 
-/// Whether credo-ts can run here; the error says what is missing and how to install it.
+/// Whether credo-ts 0.5.19 can run here; the error says what is missing and how to install it.
 pub fn credo_available() -> Result<(), String> {
-    let dir = credo_dir();
-    let setup =
-        "run `scripts/setup-interop-credo` (installs credo-ts 0.5.19 and its askar library)";
+    credo_available_version(CredoVersion::V0_5)
+}
+
+/// Whether this credo-ts version can run here; the error says what is missing and how to install
+/// it.
+pub fn credo_available_version(version: CredoVersion) -> Result<(), String> {
+    let dir = version.dir();
+    let setup = format!(
+        "run `{}` (installs {version} and its askar library)",
+        version.setup_script()
+    );
     let node = node_program();
     match std::process::Command::new(&node)
         .arg("--version")
@@ -89,12 +161,13 @@ pub fn credo_available() -> Result<(), String> {
     let core = dir.join("node_modules/@credo-ts/core/package.json");
     if !core.exists() {
         return Err(format!(
-            "credo-ts is not installed ({} is missing): {setup}",
+            "{version} is not installed ({} is missing): {setup}",
             core.display()
         ));
     }
-    let library = dir.join("node_modules/@hyperledger/aries-askar-nodejs/native/libaries_askar.so");
-    if !library.exists() && std::env::var_os("LIB_ARIES_ASKAR_PATH").is_none() {
+    let (library, variable) = version.askar_library();
+    let library = dir.join(library);
+    if !library.exists() && std::env::var_os(variable).is_none() {
         return Err(format!(
             "the askar native library is missing ({}): {setup}",
             library.display()
@@ -324,6 +397,7 @@ fn read_json_lines(
 #[derive(Debug)]
 pub struct CredoAgent {
     name: String,
+    version: CredoVersion,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::UnboundedReceiver<Value>,
@@ -336,13 +410,20 @@ pub struct CredoAgent {
 }
 
 impl CredoAgent {
-    /// Starts `node tests/interop/credo/agent.mjs`; `name` prefixes its log lines and errors.
+    /// Starts `node tests/interop/credo/agent.mjs` (credo-ts 0.5.19); `name` prefixes its log
+    /// lines and errors.
     pub async fn spawn(name: &str) -> Result<Self> {
-        credo_available().map_err(|e| anyhow!(e))?;
-        let script = credo_dir().join("agent.mjs");
+        Self::spawn_version(name, CredoVersion::V0_5).await
+    }
+
+    /// Starts the agent of this credo-ts version (`agent.mjs` in [`CredoVersion::dir`]).
+    pub async fn spawn_version(name: &str, version: CredoVersion) -> Result<Self> {
+        credo_available_version(version).map_err(|e| anyhow!(e))?;
+        let dir = version.dir();
+        let script = dir.join("agent.mjs");
         let mut child = Command::new(node_program())
             .arg(&script)
-            .current_dir(credo_dir())
+            .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -350,7 +431,10 @@ impl CredoAgent {
             .spawn()
             .with_context(|| format!("start credo agent `{name}`: node {}", script.display()))?;
         let stderr = StderrTail::default();
-        let prefix = format!("credo {name}");
+        let prefix = match version {
+            CredoVersion::V0_5 => format!("credo {name}"),
+            CredoVersion::V0_6 => format!("credo-0.6 {name}"),
+        };
         forward_stderr(
             prefix.clone(),
             child.stderr.take().context("no stderr pipe")?,
@@ -364,6 +448,7 @@ impl CredoAgent {
         let stdin = child.stdin.take();
         let mut agent = Self {
             name: name.to_string(),
+            version,
             child,
             stdin,
             lines,
@@ -381,14 +466,20 @@ impl CredoAgent {
         &self.name
     }
 
+    /// The credo-ts version it runs.
+    pub fn version(&self) -> CredoVersion {
+        self.version
+    }
+
     fn failure(&mut self, what: String) -> anyhow::Error {
         let exit = match self.child.try_wait() {
             Ok(Some(status)) => format!(" (the process exited: {status})"),
             _ => String::new(),
         };
         anyhow!(
-            "credo agent `{}`: {what}{exit}; it was {}{}",
+            "credo agent `{}` ({}): {what}{exit}; it was {}{}",
             self.name,
+            self.version,
             self.doing,
             self.stderr.render()
         )
