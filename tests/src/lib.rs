@@ -90,6 +90,7 @@ impl Drop for JsonPeer {
 }
 
 pub mod acapy;
+pub mod cluster;
 pub mod credo;
 pub mod our_mediator;
 pub mod proxy;

@@ -14,15 +14,12 @@
 //! late duplicate is never mistaken for a redelivery after acknowledgement, nor missed.
 //! Needs `scripts/setup-interop-credo`.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    future::Future,
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use didcomm_envelope::VerKey;
 use integration_tests::{
+    cluster::{contents, credo_send_all, pending_session_events, wait_queue, Received},
     credo::{credo_available, free_port, CredoAgent, InitOptions, PickupStrategy},
     our_mediator::TestMediator,
 };
@@ -33,7 +30,7 @@ use mediator::{
 use mediator_store::ConnectionId;
 use serde_json::json;
 use tokio::{
-    sync::broadcast::{self, error::TryRecvError},
+    sync::broadcast,
     time::{timeout, Instant},
 };
 
@@ -134,131 +131,6 @@ async fn recipient_and_sender(m: &Mediator, recipient_options: InitOptions) -> R
     })
 }
 
-/// Sends `contents` from `sender` on `connection`.
-async fn send_all(sender: &mut CredoAgent, connection: &str, contents: &[String]) -> Result<()> {
-    for (n, content) in contents.iter().enumerate() {
-        sender
-            .send_message(connection, content)
-            .await
-            .with_context(|| format!("send message {} of {}", n + 1, contents.len()))?;
-    }
-    Ok(())
-}
-
-/// What a recipient received of a round.
-#[derive(Debug)]
-struct Received<'a> {
-    expected: &'a BTreeSet<String>,
-    /// Acknowledged in an earlier round: receiving one is a failure.
-    forbidden: &'a BTreeSet<String>,
-    unique: BTreeSet<String>,
-    duplicates: Vec<String>,
-}
-
-impl<'a> Received<'a> {
-    fn new(expected: &'a BTreeSet<String>, forbidden: &'a BTreeSet<String>) -> Self {
-        Self {
-            expected,
-            forbidden,
-            unique: BTreeSet::new(),
-            duplicates: Vec::new(),
-        }
-    }
-
-    fn deliveries(&self) -> usize {
-        self.unique.len() + self.duplicates.len()
-    }
-
-    /// Takes the agent's next basic message (waiting until `deadline`).
-    async fn take_one(&mut self, agent: &mut CredoAgent, deadline: Instant) -> Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let content = agent
-            .collect_basic_messages(1, left)
-            .await?
-            .pop()
-            .unwrap_or_default();
-        if self.forbidden.contains(&content) {
-            bail!(
-                "{}: `{content}` was delivered again after it had been acknowledged",
-                agent.name()
-            );
-        }
-        if !self.expected.contains(&content) {
-            bail!(
-                "{}: received `{content}`, which is not of this round",
-                agent.name()
-            );
-        }
-        if !self.unique.insert(content.clone()) {
-            self.duplicates.push(content);
-        }
-        Ok(())
-    }
-
-    /// Takes basic messages until every expected one has arrived.
-    async fn until_all(&mut self, agent: &mut CredoAgent, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        while !self.expected.is_subset(&self.unique) {
-            if let Err(e) = self.take_one(agent, deadline).await {
-                let missing: Vec<&String> = self.expected.difference(&self.unique).collect();
-                return Err(e.context(format!(
-                    "{}: {} of {} received within {limit:?}; missing {missing:?}",
-                    agent.name(),
-                    self.unique.len(),
-                    self.expected.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes basic messages until `total` deliveries (first ones and duplicates) have arrived:
-    /// the recipient may still be working through deliveries the mediator made.
-    async fn until_deliveries(
-        &mut self,
-        agent: &mut CredoAgent,
-        total: usize,
-        limit: Duration,
-    ) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        while self.deliveries() < total {
-            if let Err(e) = self.take_one(agent, deadline).await {
-                return Err(e.context(format!(
-                    "{}: {} of the {total} deliveries the mediator made arrived within {limit:?}",
-                    agent.name(),
-                    self.deliveries()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// `u/n received, N duplicates…` with how the duplicates spread over the messages.
-    fn summary(&self) -> String {
-        let head = format!("{}/{} received", self.unique.len(), self.expected.len());
-        if self.duplicates.is_empty() {
-            return format!("{head}, 0 duplicates");
-        }
-        let mut extra: BTreeMap<&str, usize> = BTreeMap::new();
-        for content in &self.duplicates {
-            *extra.entry(content.as_str()).or_default() += 1;
-        }
-        let (most, times) = extra
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .map(|(c, n)| (*c, *n + 1))
-            .unwrap_or_default();
-        format!(
-            "{head}, {} duplicates ({} deliveries for {} messages; {} delivered more than once, \
-             `{most}` {times} times)",
-            self.duplicates.len(),
-            self.deliveries(),
-            self.unique.len(),
-            extra.len()
-        )
-    }
-}
-
 /// Waits for the agent's next `liveSession` event with this `state`, skipping others.
 async fn wait_live_state(agent: &mut CredoAgent, state: &str, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
@@ -277,56 +149,6 @@ async fn wait_live_state(agent: &mut CredoAgent, state: &str, limit: Duration) -
             return Ok(());
         }
     }
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes (waiting for a state, not a
-/// fixed delay); the error says what was last seen.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(bool, String)>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        let (done, seen) = condition().await?;
-        if done {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("{what}: not within {limit:?} (last seen: {seen})");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until the mediator's queue of `conn` holds exactly `count` messages, waiting or in
-/// flight (delivered, not acknowledged yet).
-async fn wait_queue(
-    m: &Mediator,
-    conn: &ConnectionId,
-    count: usize,
-    limit: Duration,
-) -> Result<()> {
-    wait_until(
-        &format!("the queue of connection {conn} holding {count} messages"),
-        limit,
-        || async move {
-            let status = m
-                .stores()
-                .queue
-                .status(conn, None)
-                .await
-                .with_context(|| format!("queue status of {conn}"))?;
-            Ok((
-                status.message_count + status.in_flight == count,
-                format!(
-                    "{} waiting + {} in flight",
-                    status.message_count, status.in_flight
-                ),
-            ))
-        },
-    )
-    .await
 }
 
 /// The next live-session event of `conn` with this change.
@@ -349,25 +171,12 @@ async fn wait_session_event(
     }
 }
 
-/// Live-session events received so far (without waiting).
-fn pending_session_events(
-    events: &mut broadcast::Receiver<LiveSessionEvent>,
-) -> Vec<LiveSessionEvent> {
-    let mut out = Vec::new();
-    loop {
-        match events.try_recv() {
-            Ok(event) => out.push(event),
-            Err(TryRecvError::Lagged(n)) => eprintln!("(live-session events: {n} lagged)"),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return out,
-        }
-    }
-}
-
 /// No message is forbidden.
 static NOTHING: BTreeSet<String> = BTreeSet::new();
 
-fn contents(prefix: &str, n: usize) -> BTreeSet<String> {
-    (1..=n).map(|i| format!("{prefix} {i:02}")).collect()
+/// [`contents`] as a set.
+fn content_set(prefix: &str, n: usize) -> BTreeSet<String> {
+    contents(prefix, n).into_iter().collect()
 }
 
 /// One round without interruption: sends `sent`, takes them all, waits until the queue is empty
@@ -381,10 +190,10 @@ async fn plain_round<'a>(
     let before = m.stats().snapshot();
     let started = Instant::now();
     let list: Vec<String> = sent.iter().cloned().collect();
-    send_all(&mut pair.sender, &pair.connection, &list)
+    credo_send_all(&mut pair.sender, &pair.connection, &list)
         .await
         .context("sender")?;
-    let mut received = Received::new(sent, forbidden);
+    let mut received = Received::with_forbidden(sent, forbidden);
     received
         .until_all(&mut pair.recipient, DELIVERY_TIMEOUT)
         .await?;
@@ -447,7 +256,7 @@ async fn credo_live_mode_receives_everything_live_and_after_the_mediator_drops_i
     );
 
     // Round 1: 50 messages while live.
-    let round1 = contents("live round 1 message", FIRST);
+    let round1 = content_set("live round 1 message", FIRST);
     let (got1, round1_time) = plain_round(&m, &mut pair, &round1, &NOTHING)
         .await
         .context("round 1 (live)")?;
@@ -493,11 +302,11 @@ async fn credo_live_mode_receives_everything_live_and_after_the_mediator_drops_i
     );
 
     // Round 2: 20 messages while the recipient is away: they wait in the queue.
-    let round2 = contents("live round 2 message", SECOND);
+    let round2 = content_set("live round 2 message", SECOND);
     let before2 = m.stats().snapshot();
     let round2_started = Instant::now();
     let list: Vec<String> = round2.iter().cloned().collect();
-    send_all(&mut pair.sender, &pair.connection, &list)
+    credo_send_all(&mut pair.sender, &pair.connection, &list)
         .await
         .context("round 2 (recipient away): sender")?;
     wait_queue(&m, &conn, SECOND, QUEUE_TIMEOUT)
@@ -511,7 +320,7 @@ async fn credo_live_mode_receives_everything_live_and_after_the_mediator_drops_i
 
     // WebSockets admitted again: credo reconnects, picks up the 20, turns live mode back on.
     m.set_websocket_admission(true);
-    let mut got2 = Received::new(&round2, &round1);
+    let mut got2 = Received::with_forbidden(&round2, &round1);
     got2.until_all(&mut pair.recipient, DELIVERY_TIMEOUT)
         .await
         .context("round 2 (after reconnecting)")?;
@@ -581,7 +390,7 @@ async fn credo_pickup_v2_polling_receives_50_of_50() -> Result<()> {
         },
     )
     .await?;
-    let sent = contents("polling message", FIRST);
+    let sent = content_set("polling message", FIRST);
     let (got, elapsed) = plain_round(&m, &mut pair, &sent, &NOTHING)
         .await
         .context("Pickup 2.0 polling every 200 ms")?;
@@ -617,7 +426,7 @@ async fn credo_pickup_v1_polling_receives_50_of_50() -> Result<()> {
         },
     )
     .await?;
-    let sent = contents("pickup v1 message", FIRST);
+    let sent = content_set("pickup v1 message", FIRST);
     // Pickup 1.0 has no acknowledgement: each batch leaves the queue when credo asks again.
     let (got, elapsed) = plain_round(&m, &mut pair, &sent, &NOTHING)
         .await
@@ -651,7 +460,7 @@ async fn credo_implicit_with_direct_forwarding_receives_50_of_50() -> Result<()>
         ),
     )
     .await?;
-    let sent = contents("implicit message", FIRST);
+    let sent = content_set("implicit message", FIRST);
     // plain_round waits for the queue to drain: direct deliveries leave it once the socket's pong
     // confirms them.
     let (got, elapsed) = plain_round(&m, &mut pair, &sent, &NOTHING)
