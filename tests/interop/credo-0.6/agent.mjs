@@ -1,528 +1,67 @@
 #!/usr/bin/env node
 // One credo-ts 0.6.3 agent (DIDComm in @credo-ts/didcomm), driven by JSON lines: commands on stdin,
 // answers and events on stdout (one JSON object per line), logs on stderr. Used by
-// tests/src/credo.rs (`CredoVersion::V0_6`). It speaks exactly the protocol of the 0.5.19 agent
-// (../credo/agent.mjs), so the same Rust driver runs either.
-//
-// Commands (every answer echoes the command's "id"; errors are {"id", "ok": false, "error"}):
-//   {"id":1,"cmd":"init","label":"alice","mediatorInvitationUrl":"…"|null,
-//    "pickupStrategy":"PickUpV1"|"PickUpV2"|"PickUpV2LiveMode"|"Implicit"|"None",
-//    "didPeerNumalgo":1|2|4 (credo 0.6's own default is 4),"handshake":"didexchange"|"connections"|"any","inboundPort":N|null,
-//    "pollingIntervalMs":N, optional: "inboundHost", "pickupReadyTimeoutMs", "initTimeoutMs",
-//    "logLevel", "trace", "processMessagesConcurrently"}
-//       → {"ok":true,"mediationGranted":bool,"pickupReady":bool or null (no mediator),"mediator":{…}|null,"endpoints":[…]}
-//   {"cmd":"createInvitation"}            → {"invitationUrl","outOfBandId"}  (single use)
-//   {"cmd":"receiveInvitation","url"}     → {"connectionId"} once the connection is completed
-//   {"cmd":"waitForConnection","outOfBandId"} → {"connectionId"} once the invitation was used
-//   {"cmd":"sendMessage","connectionId","content"} → {"ok":true}
-//   {"cmd":"pickup","protocolVersion":"v1"|"v2","awaitCompletion":bool} → {"ok":true}
-//   {"cmd":"stopPickup"} / {"cmd":"startPickup"} → {"ok":true}
-//   {"cmd":"status"}                      → {"connections":[…],"mediator":…,"basicMessagesReceived":N}
-//   {"cmd":"shutdown"}                    → {"ok":true}, then the process exits 0
-// Events (no id): basicMessage, connectionState, mediationState, keylistUpdated, liveSession,
-// pickupCompleted, error.
-// Closing stdin shuts the agent down too.
+// tests/src/credo.rs (`CredoVersion::V0_6`). The protocol (the command list) and the logic are the
+// 0.5.19 agent's, ../credo/agent-core.mjs, so the same Rust driver runs either; this file is what
+// is particular to credo-ts 0.6.3.
 
-import { randomUUID } from 'node:crypto'
-import {
-  emit,
-  errorText,
-  inMemoryStore,
-  loadCredo,
-  log,
-  logLevel,
-  readLines,
-  setLogPrefix,
-  traceMessages,
-  withTimeout,
-} from './common.mjs'
+import { runAgent } from '../credo/agent-core.mjs'
+import { inMemoryStore, loadCredo, logLevel, traceMessages } from './common.mjs'
 
-// Which handshake_protocols entries of an invitation belong to each handshake (any 1.x version,
-// https://didcomm.org/ or did:sov:…;spec/ prefix).
-const HANDSHAKE_PATTERNS = {
-  didexchange: /[/;]didexchange\/1\.\d+$/,
-  connections: /[/;]connections\/1\.\d+$/,
-}
-
-let credo // { core, didcomm, node, askar, askarLib }
-let agent = null
-let initializing = false
-let initialized = false
-let shuttingDown = false
-let settings = {}
-let basicMessagesReceived = 0
-// ids of the live-delivery-change messages we sent: a status threaded to one means live mode is on
-const liveDeliveryChangeIds = new Set()
-let liveModeActive = false
-let mediatorConnectionId = null
-// open outbound WebSockets by connection id (the mediator's may open before init knows its id)
-const openSockets = new Map()
-const mediatorSocketOpen = () => Boolean(mediatorConnectionId && openSockets.get(mediatorConnectionId)?.size)
-const readinessWaiters = new Set()
-
-function notifyReadiness() {
-  for (const waiter of readinessWaiters) waiter()
-}
-
-function mediationJson(record) {
-  if (!record) return null
-  return {
-    mediationId: record.id,
-    connectionId: record.connectionId,
-    state: record.state,
-    role: record.role,
-    endpoint: record.endpoint ?? null,
-    routingKeys: record.routingKeys ?? [],
-    isDefault: record.getTags?.().default ?? null,
-    pickupStrategy: record.pickupStrategy ?? null,
-  }
-}
-
-function connectionJson(record) {
-  return {
-    connectionId: record.id,
-    state: record.state,
-    role: record.role,
-    protocol: record.protocol ?? null,
-    theirLabel: record.theirLabel ?? null,
-    outOfBandId: record.outOfBandId ?? null,
-    did: record.did ?? null,
-    theirDid: record.theirDid ?? null,
-  }
-}
-
-/** The invitation URL with only the chosen handshake protocol left in it (or unchanged). */
-function restrictHandshake(url, handshake) {
-  if (!handshake || handshake === 'any') return url
-  const wanted = HANDSHAKE_PATTERNS[handshake]
-  if (!wanted) throw new Error(`unknown handshake "${handshake}" (didexchange, connections or any)`)
-  let invitation
-  try {
-    invitation = credo.didcomm.parseInvitationUrl(url)
-  } catch (error) {
-    log(`cannot parse invitation locally (${errorText(error)}); using it unchanged`)
-    return url
-  }
-  const offered = invitation.handshakeProtocols ?? []
-  const kept = offered.filter((p) => wanted.test(p))
-  if (kept.length === 0) {
-    throw new Error(`the invitation offers handshake protocols ${JSON.stringify(offered)}, not ${handshake}`)
-  }
-  if (kept.length === offered.length) return url
-  invitation.handshakeProtocols = kept
-  const domain = url.split('?')[0] || 'https://example.invalid'
-  return invitation.toUrl({ domain })
-}
-
-function subscribeEvents() {
-  const { didcomm } = credo
-  agent.events.on(didcomm.DidCommBasicMessageEventTypes.DidCommBasicMessageStateChanged, (event) => {
-    const { basicMessageRecord: record, message } = event.payload
-    if (record.role !== didcomm.DidCommBasicMessageRole.Receiver) return
-    basicMessagesReceived += 1
-    emit({
-      event: 'basicMessage',
-      connectionId: record.connectionId,
-      content: record.content,
-      messageId: message.id,
-      sentTime: record.sentTime,
+await runAgent({
+  version: '0.6.3',
+  // credo 0.6's own default for DID Exchange requests
+  defaultNumalgo: 4,
+  load: loadCredo, // { core, didcomm, node, askar, askarLib, askarVersion }
+  names: ({ core, didcomm }) => ({
+    BasicMessageStateChanged: didcomm.DidCommBasicMessageEventTypes.DidCommBasicMessageStateChanged,
+    BasicMessageReceiver: didcomm.DidCommBasicMessageRole.Receiver,
+    ConnectionStateChanged: didcomm.DidCommConnectionEventTypes.DidCommConnectionStateChanged,
+    MediationStateChanged: didcomm.DidCommRoutingEventTypes.MediationStateChanged,
+    RecipientKeylistUpdated: didcomm.DidCommRoutingEventTypes.RecipientKeylistUpdated,
+    MessagePickupCompleted: didcomm.DidCommMessagePickupEventTypes.MessagePickupCompleted,
+    OutboundWebSocketOpened: didcomm.DidCommTransportEventTypes.DidCommOutboundWebSocketOpenedEvent,
+    OutboundWebSocketClosed: didcomm.DidCommTransportEventTypes.DidCommOutboundWebSocketClosedEvent,
+    MessageSent: didcomm.DidCommEventTypes.DidCommMessageSent,
+    MessageProcessed: didcomm.DidCommEventTypes.DidCommMessageProcessed,
+    MediatorPickupStrategy: didcomm.DidCommMediatorPickupStrategy,
+    HandshakeProtocol: didcomm.DidCommHandshakeProtocol,
+    PeerDidNumAlgo: core.PeerDidNumAlgo,
+    parseInvitationUrl: didcomm.parseInvitationUrl,
+  }),
+  createAgent({ core, didcomm, node, askar, askarLib }, options) {
+    // 0.6: no agent label (each invitation and request carries it: agent-core passes it) and
+    // everything DIDComm is one module, with its transports.
+    return new core.Agent({
+      config: {
+        logger: new core.ConsoleLogger(logLevel(core, options.logLevel)),
+      },
+      dependencies: node.agentDependencies,
+      modules: {
+        askar: new askar.AskarModule({ askar: askarLib, store: inMemoryStore(askarLib, options.storeId) }),
+        didcomm: new didcomm.DidCommModule({
+          endpoints: options.endpoints,
+          transports: {
+            inbound: options.inboundPort ? [new node.DidCommHttpInboundTransport({ port: options.inboundPort })] : [],
+            outbound: [new didcomm.DidCommHttpOutboundTransport(), new didcomm.DidCommWsOutboundTransport()],
+          },
+          processDidCommMessagesConcurrently: options.processMessagesConcurrently,
+          connections: {
+            autoAcceptConnections: true,
+            peerNumAlgoForDidExchangeRequests: options.numAlgo,
+          },
+          mediationRecipient: {
+            mediatorInvitationUrl: options.mediatorUrl,
+            mediatorPickupStrategy: options.pickupStrategy,
+            mediatorPollingInterval: options.pollingIntervalMs,
+          },
+          // Not used here, and the credential and proof protocols want format services.
+          credentials: false,
+          proofs: false,
+        }),
+      },
     })
-  })
-  agent.events.on(didcomm.DidCommConnectionEventTypes.DidCommConnectionStateChanged, (event) => {
-    const { connectionRecord, previousState } = event.payload
-    log(`connection ${connectionRecord.id} ${connectionRecord.state} ${connectionRecord.theirLabel ?? ''} (${connectionRecord.protocol ?? '?'})`)
-    emit({ event: 'connectionState', ...connectionJson(connectionRecord), previousState: previousState ?? null })
-  })
-  agent.events.on(didcomm.DidCommRoutingEventTypes.MediationStateChanged, (event) => {
-    const { mediationRecord, previousState } = event.payload
-    emit({ event: 'mediationState', ...mediationJson(mediationRecord), previousState: previousState ?? null })
-  })
-  agent.events.on(didcomm.DidCommRoutingEventTypes.RecipientKeylistUpdated, (event) => {
-    emit({
-      event: 'keylistUpdated',
-      mediationId: event.payload.mediationRecord.id,
-      keylist: event.payload.keylist.map((k) => ({ recipientKey: k.recipientKey, action: k.action })),
-    })
-  })
-  agent.events.on(didcomm.DidCommMessagePickupEventTypes.MessagePickupCompleted, (event) => {
-    emit({ event: 'pickupCompleted', connectionId: event.payload.connection.id, threadId: event.payload.threadId ?? null })
-  })
-  agent.events.on(didcomm.DidCommTransportEventTypes.DidCommOutboundWebSocketOpenedEvent, (event) => {
-    const { connectionId, socketId } = event.payload
-    if (connectionId) {
-      if (!openSockets.has(connectionId)) openSockets.set(connectionId, new Set())
-      openSockets.get(connectionId).add(socketId)
-      notifyReadiness()
-    }
-    emit({ event: 'liveSession', state: 'socketOpened', connectionId: connectionId ?? null, socketId })
-  })
-  agent.events.on(didcomm.DidCommTransportEventTypes.DidCommOutboundWebSocketClosedEvent, (event) => {
-    const { connectionId, socketId } = event.payload
-    if (connectionId) openSockets.get(connectionId)?.delete(socketId)
-    if (connectionId && connectionId === mediatorConnectionId && !mediatorSocketOpen()) liveModeActive = false
-    emit({ event: 'liveSession', state: 'socketClosed', connectionId: connectionId ?? null, socketId })
-  })
-  agent.events.on(didcomm.DidCommEventTypes.DidCommMessageSent, (event) => {
-    const message = event.payload.message.message
-    if (message?.type === 'https://didcomm.org/messagepickup/2.0/live-delivery-change') {
-      liveDeliveryChangeIds.add(message.id)
-      emit({
-        event: 'liveSession',
-        state: message.liveDelivery ? 'requested' : 'stopRequested',
-        sendStatus: event.payload.status,
-        messageId: message.id,
-      })
-    }
-  })
-  agent.events.on(didcomm.DidCommEventTypes.DidCommMessageProcessed, (event) => {
-    const message = event.payload.message
-    if (message?.type === 'https://didcomm.org/messagepickup/2.0/status' && liveDeliveryChangeIds.has(message.threadId)) {
-      liveModeActive = message.liveDelivery !== false
-      emit({
-        event: 'liveSession',
-        state: liveModeActive ? 'live' : 'notLive',
-        liveDelivery: message.liveDelivery ?? null,
-        messageCount: message.messageCount,
-      })
-      notifyReadiness()
-    }
-  })
-}
-
-/** Waits (up to timeoutMs) until the configured pickup strategy is running; true when it is. */
-async function waitPickupReady(strategy, timeoutMs) {
-  const ready = () => {
-    if (strategy === 'PickUpV2LiveMode') return liveModeActive
-    if (strategy === 'Implicit') return mediatorSocketOpen()
-    return true
-  }
-  if (ready()) return true
-  return new Promise((resolve) => {
-    const done = (value) => {
-      clearTimeout(timer)
-      readinessWaiters.delete(check)
-      resolve(value)
-    }
-    const check = () => ready() && done(true)
-    const timer = setTimeout(() => done(false), timeoutMs)
-    readinessWaiters.add(check)
-  })
-}
-
-async function cmdInit(cmd) {
-  if (agent || initializing) throw new Error('init was already called')
-  initializing = true
-  const {
-    label = `credo-${randomUUID().slice(0, 8)}`,
-    mediatorInvitationUrl = null,
-    pickupStrategy = 'PickUpV2LiveMode',
-    didPeerNumalgo = 4,
-    handshake = 'didexchange',
-    inboundPort = null,
-    inboundHost = '127.0.0.1',
-    pollingIntervalMs = 1000,
-    pickupReadyTimeoutMs = 15000,
-    initTimeoutMs = 90000,
-    trace = false,
-    processMessagesConcurrently = false,
-  } = cmd
-  setLogPrefix(`[${label}] `)
-  const { core, didcomm, node, askar, askarLib } = credo
-  if (!Object.values(didcomm.DidCommMediatorPickupStrategy).includes(pickupStrategy)) {
-    throw new Error(`unknown pickupStrategy "${pickupStrategy}"`)
-  }
-  const numAlgo = {
-    1: core.PeerDidNumAlgo.GenesisDoc,
-    2: core.PeerDidNumAlgo.MultipleInceptionKeyWithoutDoc,
-    4: core.PeerDidNumAlgo.ShortFormAndLongForm,
-  }[didPeerNumalgo]
-  if (numAlgo === undefined) throw new Error(`didPeerNumalgo must be 1, 2 or 4, not ${didPeerNumalgo}`)
-  if (!(handshake in HANDSHAKE_PATTERNS) && handshake !== 'any') throw new Error(`unknown handshake "${handshake}"`)
-  settings = { label, handshake, pickupStrategy, numAlgo: didPeerNumalgo }
-
-  const mediatorUrl = mediatorInvitationUrl ? restrictHandshake(mediatorInvitationUrl, handshake) : undefined
-  const endpoints = inboundPort ? [`http://${inboundHost}:${inboundPort}`] : undefined
-  // 0.6: the label is no longer agent configuration; it goes into each invitation and request.
-  agent = new core.Agent({
-    config: {
-      logger: new core.ConsoleLogger(logLevel(core, cmd.logLevel ?? process.env.CREDO_LOG_LEVEL)),
-    },
-    dependencies: node.agentDependencies,
-    modules: {
-      askar: new askar.AskarModule({ askar: askarLib, store: inMemoryStore(askarLib, `${label}-${randomUUID()}`) }),
-      didcomm: new didcomm.DidCommModule({
-        endpoints,
-        transports: {
-          inbound: inboundPort ? [new node.DidCommHttpInboundTransport({ port: inboundPort })] : [],
-          outbound: [new didcomm.DidCommHttpOutboundTransport(), new didcomm.DidCommWsOutboundTransport()],
-        },
-        processDidCommMessagesConcurrently: processMessagesConcurrently,
-        connections: {
-          autoAcceptConnections: true,
-          peerNumAlgoForDidExchangeRequests: numAlgo,
-        },
-        mediationRecipient: {
-          mediatorInvitationUrl: mediatorUrl,
-          mediatorPickupStrategy: pickupStrategy,
-          mediatorPollingInterval: pollingIntervalMs,
-        },
-        // Not used here, and the credential and proof protocols want format services.
-        credentials: false,
-        proofs: false,
-      }),
-    },
-  })
-  if (trace || process.env.CREDO_TRACE === '1') traceMessages(agent, didcomm)
-  subscribeEvents()
-
-  const started = Date.now()
-  // With a mediator invitation, initialize() connects, requests mediation, waits for the grant and
-  // sets the mediator as default (credo's own provisioning path); pickup starts right after.
-  await withTimeout(
-    agent.initialize(),
-    initTimeoutMs,
-    mediatorUrl ? 'agent initialisation (connect to the mediator, mediation request and grant)' : 'agent initialisation',
-  )
-  const mediator = await agent.didcomm.mediationRecipient.findDefaultMediator()
-  mediatorConnectionId = mediator?.connectionId ?? null
-  if (mediatorUrl && !mediator?.isReady) {
-    throw new Error(`initialised, but no granted default mediator (record: ${JSON.stringify(mediationJson(mediator))})`)
-  }
-  let pickupReady = null
-  if (mediator) {
-    pickupReady = await waitPickupReady(pickupStrategy, pickupReadyTimeoutMs)
-    if (!pickupReady) log(`pickup strategy ${pickupStrategy} not ready after ${pickupReadyTimeoutMs} ms`)
-  }
-  initializing = false
-  initialized = true
-  log(`initialised in ${Date.now() - started} ms; mediator ${JSON.stringify(mediationJson(mediator))}; pickupReady ${pickupReady}`)
-  return {
-    ok: true,
-    label,
-    mediationGranted: Boolean(mediator?.isReady),
-    pickupReady,
-    mediator: mediationJson(mediator),
-    endpoints: agent.didcomm.config.endpoints,
-    initMs: Date.now() - started,
-  }
-}
-
-function requireAgent() {
-  if (!agent || !initialized) throw new Error('the agent is not initialised: send init first (a failed init cannot be retried: start a new agent)')
-  return agent
-}
-
-async function cmdCreateInvitation(cmd) {
-  const { didcomm } = credo
-  requireAgent()
-  const handshake = cmd.handshake ?? settings.handshake
-  const handshakeProtocols =
-    handshake === 'connections'
-      ? [didcomm.DidCommHandshakeProtocol.Connections]
-      : handshake === 'didexchange'
-        ? [didcomm.DidCommHandshakeProtocol.DidExchange]
-        : undefined
-  // Single use: with a multi-use invitation credo makes new routing for each request while it is
-  // processing that request, and its keylist-update then waits for a response that its one-at-a-time
-  // message processing cannot handle until it times out (15 s).
-  // When mediated, this sends keylist-update and waits for keylist-update-response (up to 15 s).
-  const record = await agent.didcomm.oob.createInvitation({
-    multiUseInvitation: false,
-    autoAcceptConnection: true,
-    handshakeProtocols,
-    label: cmd.label ?? settings.label,
-  })
-  const domain = cmd.domain ?? agent.didcomm.config.endpoints[0]?.replace(/^didcomm:.*/, '') ?? ''
-  const invitationUrl = record.outOfBandInvitation.toUrl({ domain: domain || 'https://example.invalid' })
-  return { invitationUrl, outOfBandId: record.id, invitation: record.outOfBandInvitation.toJSON() }
-}
-
-async function cmdReceiveInvitation(cmd) {
-  requireAgent()
-  if (!cmd.url) throw new Error('receiveInvitation needs "url"')
-  const timeoutMs = cmd.timeoutMs ?? 30000
-  const url = restrictHandshake(cmd.url, cmd.handshake ?? settings.handshake)
-  const { connectionRecord, outOfBandRecord } = await agent.didcomm.oob.receiveInvitationFromUrl(url, {
-    label: cmd.label ?? settings.label,
-    autoAcceptInvitation: true,
-    autoAcceptConnection: true,
-    reuseConnection: false,
-  })
-  if (!connectionRecord) throw new Error(`no connection made from the invitation (out-of-band record ${outOfBandRecord.id})`)
-  const connection = await agent.didcomm.connections.returnWhenIsConnected(connectionRecord.id, { timeoutMs })
-  return { connectionId: connection.id, outOfBandId: outOfBandRecord.id, protocol: connection.protocol ?? null, theirLabel: connection.theirLabel ?? null }
-}
-
-async function cmdWaitForConnection(cmd) {
-  const { didcomm } = credo
-  requireAgent()
-  if (!cmd.outOfBandId) throw new Error('waitForConnection needs "outOfBandId"')
-  const timeoutMs = cmd.timeoutMs ?? 30000
-  const find = async () =>
-    (await agent.didcomm.connections.findAllByOutOfBandId(cmd.outOfBandId)).find((c) => c.isReady)
-  const found = await find()
-  if (found) return { connectionId: found.id }
-  const connection = await withTimeout(
-    new Promise((resolve) => {
-      const listener = (event) => {
-        const record = event.payload.connectionRecord
-        if (record.outOfBandId === cmd.outOfBandId && record.isReady) {
-          agent.events.off(didcomm.DidCommConnectionEventTypes.DidCommConnectionStateChanged, listener)
-          resolve(record)
-        }
-      }
-      agent.events.on(didcomm.DidCommConnectionEventTypes.DidCommConnectionStateChanged, listener)
-      // in case it completed between find() and subscribing
-      find().then((record) => record && resolve(record))
-    }),
-    timeoutMs,
-    `a completed connection from out-of-band invitation ${cmd.outOfBandId}`,
-  )
-  return { connectionId: connection.id }
-}
-
-async function cmdSendMessage(cmd) {
-  requireAgent()
-  if (!cmd.connectionId || typeof cmd.content !== 'string') throw new Error('sendMessage needs "connectionId" and "content"')
-  const record = await agent.didcomm.basicMessages.sendMessage(cmd.connectionId, cmd.content)
-  return { ok: true, basicMessageId: record.id }
-}
-
-async function cmdPickup(cmd) {
-  requireAgent()
-  const mediator = await agent.didcomm.mediationRecipient.findDefaultMediator()
-  if (!mediator) throw new Error('no default mediator to pick up from')
-  await agent.didcomm.messagePickup.pickupMessages({
-    connectionId: mediator.connectionId,
-    protocolVersion: cmd.protocolVersion ?? 'v2',
-    batchSize: cmd.batchSize,
-    awaitCompletion: cmd.awaitCompletion ?? false,
-    awaitCompletionTimeoutMs: cmd.timeoutMs,
-  })
-  return { ok: true }
-}
-
-async function cmdStatus() {
-  requireAgent()
-  const connections = await agent.didcomm.connections.getAll()
-  const mediator = await agent.didcomm.mediationRecipient.findDefaultMediator()
-  return {
-    label: settings.label,
-    connections: connections.map(connectionJson),
-    mediator: mediationJson(mediator),
-    liveModeActive,
-    mediatorSocketOpen: mediatorSocketOpen(),
-    basicMessagesReceived,
-  }
-}
-
-async function shutdown(reason) {
-  if (shuttingDown) return
-  shuttingDown = true
-  log(`shutting down (${reason})`)
-  if (agent) {
-    try {
-      await agent.didcomm.mediationRecipient.stopMessagePickup()
-    } catch (error) {
-      log(`stopMessagePickup failed: ${errorText(error)}`)
-    }
-    try {
-      await withTimeout(agent.shutdown(), 10000, 'agent.shutdown()')
-    } catch (error) {
-      log(`shutdown failed: ${errorText(error)}`)
-    }
-  }
-}
-
-async function handle(line) {
-  let cmd
-  try {
-    cmd = JSON.parse(line)
-  } catch (error) {
-    emit({ id: null, ok: false, error: `not JSON: ${errorText(error)}: ${line.slice(0, 200)}` })
-    return
-  }
-  const id = cmd.id ?? null
-  try {
-    let answer
-    switch (cmd.cmd) {
-      case 'init':
-        answer = await cmdInit(cmd)
-        break
-      case 'createInvitation':
-        answer = await cmdCreateInvitation(cmd)
-        break
-      case 'receiveInvitation':
-        answer = await cmdReceiveInvitation(cmd)
-        break
-      case 'waitForConnection':
-        answer = await cmdWaitForConnection(cmd)
-        break
-      case 'sendMessage':
-        answer = await cmdSendMessage(cmd)
-        break
-      case 'pickup':
-        answer = await cmdPickup(cmd)
-        break
-      case 'stopPickup':
-        requireAgent()
-        await agent.didcomm.mediationRecipient.stopMessagePickup()
-        answer = { ok: true }
-        break
-      case 'startPickup':
-        requireAgent()
-        await agent.didcomm.mediationRecipient.initiateMessagePickup()
-        answer = { ok: true }
-        break
-      case 'status':
-        answer = await cmdStatus()
-        break
-      case 'shutdown':
-        await shutdown('shutdown command')
-        emit({ id, ok: true })
-        process.exit(0)
-        return
-      default:
-        throw new Error(`unknown cmd ${JSON.stringify(cmd.cmd)}`)
-    }
-    emit({ ok: true, ...answer, id })
-  } catch (error) {
-    if (cmd.cmd === 'init') initializing = false
-    log(`command ${cmd.cmd} (id ${id}) failed: ${errorText(error)}`)
-    if (error?.stack) log(error.stack)
-    emit({ id, ok: false, error: `${cmd.cmd}: ${errorText(error)}` })
-  }
-}
-
-process.on('unhandledRejection', (reason) => {
-  log(`unhandled rejection: ${errorText(reason)}`)
-  emit({ event: 'error', error: `unhandled rejection: ${errorText(reason)}` })
-})
-process.on('uncaughtException', (error) => {
-  log(`uncaught exception: ${errorText(error)}\n${error?.stack ?? ''}`)
-  emit({ event: 'error', error: `uncaught exception: ${errorText(error)}` })
-})
-for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.on(signal, () => shutdown(signal).finally(() => process.exit(0)))
-}
-
-try {
-  credo = await loadCredo()
-} catch (error) {
-  log(errorText(error))
-  emit({ event: 'error', error: errorText(error) })
-  process.exit(2)
-}
-emit({
-  event: 'ready',
-  pid: process.pid,
-  node: process.version,
-  credo: '0.6',
-  askar: credo.askarVersion,
-})
-readLines(
-  (line) => {
-    handle(line)
   },
-  () => shutdown('stdin closed').finally(() => process.exit(0)),
-)
+  didcommApi: (agent) => agent.didcomm,
+  traceMessages: (agent, { didcomm }) => traceMessages(agent, didcomm),
+})
