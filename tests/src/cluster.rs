@@ -336,30 +336,38 @@ pub async fn recipient_invitation(cluster: &Cluster, recipient: &mut Recipient) 
         key_bytes(routing).as_deref() == Some(&cluster.routing_key().as_bytes()[..]),
         "{label}: the invitation's routing key {routing:?} is not ours: {answer}"
     );
-    let recipient_key = service["recipientKeys"][0]
-        .as_str()
-        .ok_or_else(|| anyhow!("{label}: invitation without a recipient key: {answer}"))?;
-    let key = VerKey::from_did_key(recipient_key)
-        .with_context(|| format!("{label}: the invitation's recipient key {recipient_key}"))?;
     // Registered by credo's keylist-update, on whichever instance took it: the store is shared,
     // so ask another one.
-    let conn = cluster
-        .c
-        .mediator
-        .stores()
-        .mediation
-        .connection_for_key(&key)
-        .await
-        .context("mediation store lookup")?
-        .ok_or_else(|| {
-            anyhow!("{label}: the invitation's key {recipient_key} is registered by no connection")
-        })?;
+    let conn = invitation_connection(&cluster.c.mediator, &label, &answer).await?;
     ensure!(
         conn == recipient.conn,
         "{label}: the invitation's key is of connection {conn}, the live session of {}",
         recipient.conn
     );
     Ok(url)
+}
+
+/// The connection on the mediator whose keylist holds the recipient key of a mediated agent's
+/// invitation (`answer`: the agent's answer to `createInvitation`, with the invitation's JSON),
+/// which credo registered with keylist-update before answering.
+pub async fn invitation_connection(
+    m: &Mediator,
+    label: &str,
+    answer: &Value,
+) -> Result<ConnectionId> {
+    let recipient_key = answer["invitation"]["services"][0]["recipientKeys"][0]
+        .as_str()
+        .ok_or_else(|| anyhow!("{label}: invitation without a recipient key: {answer}"))?;
+    let key = VerKey::from_did_key(recipient_key)
+        .with_context(|| format!("{label}: the invitation's recipient key {recipient_key}"))?;
+    m.stores()
+        .mediation
+        .connection_for_key(&key)
+        .await
+        .context("mediation store lookup")?
+        .ok_or_else(|| {
+            anyhow!("{label}: the invitation's key {recipient_key} is registered by no connection")
+        })
 }
 
 /// Waits for the recipient's side of its connection with `sender_label` to complete (the
@@ -612,21 +620,41 @@ pub async fn credo_send_all(
     Ok(())
 }
 
-/// One round: `send` (every sender's messages, concurrently) while the recipient takes them;
-/// then checks where the Forwards were taken and delivered, that the live session stayed, that
-/// the queue drained and that the recipient processed every delivery made.
-pub async fn live_round(
+/// What one round of messages did: what the recipient received and the increments of each
+/// instance's counters (a, b, c).
+#[derive(Debug)]
+pub struct Round {
+    /// [`Received::summary`] once every delivery made was taken.
+    pub summary: String,
+    /// Messages received twice or more.
+    pub duplicates: usize,
+    /// How long the senders took.
+    pub sent_in: Duration,
+    /// When the last new message arrived, after the first send.
+    pub all_arrived: Duration,
+    /// Forwards queued by a, b, c.
+    pub queued: [u64; 3],
+    /// Deliveries made by a, b, c (first ones and again).
+    pub delivered: [u64; 3],
+    /// Deliveries made again (all instances).
+    pub redelivered: u64,
+    /// Messages acknowledged (all instances).
+    pub acknowledged: u64,
+    /// The counters after the round.
+    pub after: [StatsSnapshot; 3],
+}
+
+/// One round: `send` (every sender's messages, concurrently) while the recipient takes them, until
+/// every expected message arrived and the queue drained (all acknowledged); then takes every
+/// delivery the cluster made (the duplicates too, so none is missed, and none is mistaken for a
+/// message of a later round).
+pub async fn round(
     cluster: &Cluster,
     recipient: &mut Recipient,
     expected: &BTreeSet<String>,
     send: impl Future<Output = Result<()>>,
-) -> Result<String> {
-    let a = &cluster.a.mediator;
-    // Set live mode up (socketOpened, requested, live): not of the round.
-    drain_live_events(&mut recipient.agent).await;
-    let mut session_events = a.sessions().subscribe();
+) -> Result<Round> {
     let before = cluster.stats();
-    let connections_before = cluster.proxy.connections_per_backend();
     let started = Instant::now();
     let mut received = Received::new(expected);
     let (sent_in, ()) = tokio::try_join!(
@@ -642,18 +670,15 @@ pub async fn live_round(
         },
     )?;
     let all_arrived = started.elapsed();
-    wait_queue(a, &recipient.conn, 0, STATE_TIMEOUT)
+    wait_queue(&cluster.a.mediator, &recipient.conn, 0, STATE_TIMEOUT)
         .await
         .context("every message acknowledged (queue drained)")?;
     let after = cluster.stats();
     let delta = |i: usize, f: fn(&StatsSnapshot) -> u64| f(&after[i]) - f(&before[i]);
-    let n = expected.len() as u64;
     let queued = [0, 1, 2].map(|i| delta(i, |s| s.forwards_queued));
     let delivered = [0, 1, 2].map(|i| delta(i, |s| s.delivered));
     let redelivered: u64 = [0, 1, 2].map(|i| delta(i, |s| s.redelivered)).iter().sum();
     let acknowledged: u64 = [0, 1, 2].map(|i| delta(i, |s| s.acknowledged)).iter().sum();
-    // Every delivery the cluster made reaches the recipient: take the duplicates too, so none
-    // is missed (and none is mistaken for a message of a later round).
     received
         .until_deliveries(
             &mut recipient.agent,
@@ -662,6 +687,45 @@ pub async fn live_round(
         )
         .await
         .context("the recipient processes every delivery the cluster made")?;
+    Ok(Round {
+        summary: received.summary(),
+        duplicates: received.duplicates.len(),
+        sent_in,
+        all_arrived,
+        queued,
+        delivered,
+        redelivered,
+        acknowledged,
+        after,
+    })
+}
+
+/// One [`round`] to a recipient live on a; then checks where the Forwards were taken (b and c)
+/// and delivered (a, on the live session), that the live session stayed, that the queue drained
+/// and that the recipient processed every delivery made.
+pub async fn live_round(
+    cluster: &Cluster,
+    recipient: &mut Recipient,
+    expected: &BTreeSet<String>,
+    send: impl Future<Output = Result<()>>,
+) -> Result<String> {
+    let a = &cluster.a.mediator;
+    // Set live mode up (socketOpened, requested, live): not of the round.
+    drain_live_events(&mut recipient.agent).await;
+    let mut session_events = a.sessions().subscribe();
+    let connections_before = cluster.proxy.connections_per_backend();
+    let Round {
+        summary,
+        sent_in,
+        all_arrived,
+        queued,
+        delivered,
+        redelivered,
+        acknowledged,
+        after,
+        ..
+    } = round(cluster, recipient, expected, send).await?;
+    let n = expected.len() as u64;
     let session_changes = pending_session_events(&mut session_events);
     // credo would report a socket closing or live mode turning on again.
     let credo_changes = drain_live_events(&mut recipient.agent).await;
@@ -677,7 +741,7 @@ pub async fn live_round(
         "{}; sent in {sent_in:.1?}, all arrived {all_arrived:.1?} after the first send; Forwards queued a {} / b {} / \
          c {}; delivered by a {} / b {} / c {} ({redelivered} redelivered), acknowledged \
          {acknowledged}; new proxy connections to b, c this round {proxied:?}; stats {stats}",
-        received.summary(),
+        summary,
         queued[0],
         queued[1],
         queued[2],
@@ -751,6 +815,44 @@ pub async fn scrape(addr: &str, name: &str) -> Result<f64> {
         .ok_or_else(|| anyhow!("{name} not at {addr}"))
 }
 
+/// Three mediator processes (the real binary) a, b, c on `ports`, on the Redis at `redis` under
+/// `prefix`, advertising `public` (HTTP and WebSocket endpoints), with Prometheus metrics on
+/// `metrics` (host:port each), the shipped take-over grace (10 s) and a redelivery timeout (10 s)
+/// longer than credo takes to acknowledge a burst on this machine (what is delivered again is
+/// then what a failure cost, not slow acknowledgements). Returns once all three are ready.
+pub async fn start_processes(
+    ports: &[u16],
+    redis: &str,
+    prefix: &str,
+    public: (&str, &str),
+    metrics: &[String],
+) -> Result<Vec<MediatorProcess>> {
+    let mut procs = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let env = [
+            ("MEDIATOR_PUBLIC_HTTP_ENDPOINT", public.0),
+            ("MEDIATOR_PUBLIC_WS_ENDPOINT", public.1),
+            (
+                "MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN",
+                metrics[i].as_str(),
+            ),
+            ("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "10000"),
+            // As shipped (the process tests' default is shorter).
+            ("MEDIATOR_PICKUP__TAKEOVER_GRACE_MS", "10000"),
+        ];
+        procs.push(MediatorProcess::start_on(
+            ports[i], name, redis, prefix, &env,
+        ));
+    }
+    for p in &mut procs {
+        let name = p.name.clone();
+        p.try_ready()
+            .await
+            .map_err(|log| anyhow!("instance {name} did not start; its log:\n{log}"))?;
+    }
+    Ok(procs)
+}
+
 /// A kill -9 of the instance holding a credo-ts live session ([`kill_9_of_the_live_holder`]).
 #[derive(Debug, Clone)]
 pub struct KillScenario {
@@ -767,6 +869,26 @@ pub struct KillScenario {
     pub sender_version: CredoVersion,
     /// The sender's `init` (the scenario sets an inbound port of its own and no mediator).
     pub sender: InitOptions,
+}
+
+impl KillScenario {
+    /// `messages` from a sender `<labels>-sender` to a recipient `<labels>-recipient`, both of
+    /// this credo-ts version with its default did:peer numalgo; Redis keys under `<name>-<pid>:`.
+    pub fn new(name: &str, version: CredoVersion, labels: &str, messages: usize) -> Self {
+        let options = |role: &str| InitOptions {
+            label: format!("{labels}-{role}"),
+            did_peer_numalgo: version.default_did_peer_numalgo(),
+            ..InitOptions::default()
+        };
+        Self {
+            name: name.to_owned(),
+            messages,
+            recipient_version: version,
+            recipient: options("recipient"),
+            sender_version: version,
+            sender: options("sender"),
+        }
+    }
 }
 
 /// What [`kill_9_of_the_live_holder`] saw.
@@ -814,35 +936,8 @@ pub async fn kill_9_of_the_live_holder(scenario: KillScenario) -> Result<KillRep
     let metrics: Vec<String> = (0..3)
         .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
         .collect::<Result<_>>()?;
-    let mut procs = Vec::new();
-    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-        let env = [
-            ("MEDIATOR_PUBLIC_HTTP_ENDPOINT", http_url.as_str()),
-            ("MEDIATOR_PUBLIC_WS_ENDPOINT", ws_url.as_str()),
-            (
-                "MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN",
-                metrics[i].as_str(),
-            ),
-            // Longer than credo takes to acknowledge a burst on this machine: what is delivered
-            // again then is what the kill cost, not slow acknowledgements.
-            ("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "10000"),
-            // As shipped (the process tests' default is shorter).
-            ("MEDIATOR_PICKUP__TAKEOVER_GRACE_MS", "10000"),
-        ];
-        procs.push(MediatorProcess::start_on(
-            ports[i],
-            name,
-            redis.url(),
-            &prefix,
-            &env,
-        ));
-    }
-    for p in &mut procs {
-        let name = p.name.clone();
-        p.try_ready()
-            .await
-            .map_err(|log| anyhow!("instance {name} did not start; its log:\n{log}"))?;
-    }
+    let mut procs =
+        start_processes(&ports, redis.url(), &prefix, (&http_url, &ws_url), &metrics).await?;
     let invitation = reqwest::get(format!("{}/invitation?format=url", procs[0].base))
         .await?
         .text()

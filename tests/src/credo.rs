@@ -79,6 +79,15 @@ impl CredoVersion {
         }
     }
 
+    /// did:peer numalgo of its DID Exchange requests by default: 1 (0.5.19, and
+    /// [`InitOptions::default`]), 4 (0.6.3).
+    pub fn default_did_peer_numalgo(self) -> u8 {
+        match self {
+            Self::V0_5 => 1,
+            Self::V0_6 => 4,
+        }
+    }
+
     /// The harness directory.
     pub fn dir(self) -> PathBuf {
         match self {

@@ -51,13 +51,12 @@ use integration_tests::{
     acapy::{acapy_available, AcaPyAgent, AcaPyConfig, Role},
     cluster::{
         contents, credo_send_all, kill_9_of_the_live_holder, live_recipient, live_round,
-        recipient_connected, recipient_invitation, wait_queue, wait_until, Cluster, KillScenario,
-        Received, Recipient, DELIVERY_TIMEOUT, STATE_TIMEOUT,
+        recipient_connected, recipient_invitation, start_processes, wait_queue, wait_until,
+        Cluster, KillScenario, Received, Recipient, DELIVERY_TIMEOUT, STATE_TIMEOUT,
     },
     credo::{credo_available, free_port, CredoAgent, CredoVersion, InitOptions, PickupStrategy},
 };
 use mediator::sessions::SessionId;
-use mediator::testing::MediatorProcess;
 use mediator_store::{ConnectionId, LiveSessionRegistry, MessageQueue};
 use mediator_store_redis::{testing::RedisServer, RedisLiveSessionRegistry, RedisMessageQueue};
 use serde_json::{json, Value};
@@ -255,21 +254,13 @@ async fn kill_9_of_the_instance_holding_a_credo_live_session_loses_nothing_and_r
 ) -> Result<()> {
     let _turn = ONE_AT_A_TIME.lock().await;
     credo_available().map_err(|e| anyhow!(e))?;
-    kill_9_of_the_live_holder(KillScenario {
-        name: "kill-credo".into(),
-        // As many as when the issue measured 20% duplicates here.
-        messages: 150,
-        recipient_version: CredoVersion::V0_5,
-        recipient: InitOptions {
-            label: "kill-recipient".into(),
-            ..InitOptions::default()
-        },
-        sender_version: CredoVersion::V0_5,
-        sender: InitOptions {
-            label: "kill-sender".into(),
-            ..InitOptions::default()
-        },
-    })
+    // As many as when the issue measured 20% duplicates here.
+    kill_9_of_the_live_holder(KillScenario::new(
+        "kill-credo",
+        CredoVersion::V0_5,
+        "kill",
+        150,
+    ))
     .await?;
     Ok(())
 }
@@ -629,32 +620,8 @@ async fn the_shipped_load_balancer_and_dashboard_work_across_kill_9_and_sigterm(
     let _nginx = start_nginx(lb_port, &ports, &dir).await?;
     let (http_url, ws_url) = (format!("http://{lb}"), format!("ws://{lb}"));
     let prefix = format!("deployment-{}:", std::process::id());
-    let mut procs = Vec::new();
-    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-        let env = [
-            ("MEDIATOR_PUBLIC_HTTP_ENDPOINT", http_url.as_str()),
-            ("MEDIATOR_PUBLIC_WS_ENDPOINT", ws_url.as_str()),
-            (
-                "MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN",
-                metrics[i].as_str(),
-            ),
-            ("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "10000"),
-            ("MEDIATOR_PICKUP__TAKEOVER_GRACE_MS", "10000"),
-        ];
-        procs.push(MediatorProcess::start_on(
-            ports[i],
-            name,
-            redis.url(),
-            &prefix,
-            &env,
-        ));
-    }
-    for p in &mut procs {
-        let name = p.name.clone();
-        p.try_ready()
-            .await
-            .map_err(|log| anyhow!("instance {name} did not start; its log:\n{log}"))?;
-    }
+    let mut procs =
+        start_processes(&ports, redis.url(), &prefix, (&http_url, &ws_url), &metrics).await?;
     let _prometheus = start_prometheus(free_port()?, &metrics, &dir).await?;
     let prometheus_port = {
         let conf = std::fs::read_to_string(dir.join("prometheus.yml"))?;

@@ -18,12 +18,11 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{anyhow, ensure, Context, Result};
-use didcomm_envelope::VerKey;
 use integration_tests::{
     cluster::{
-        contents, credo_send_all, kill_9_of_the_live_holder, live_recipient_with, live_round,
-        recipient_connected, recipient_invitation, wait_queue, Cluster, KillScenario, Received,
-        Recipient, DELIVERY_TIMEOUT, STATE_TIMEOUT,
+        contents, credo_send_all, invitation_connection, kill_9_of_the_live_holder,
+        live_recipient_with, live_round, recipient_connected, recipient_invitation, round,
+        wait_queue, Cluster, KillScenario, Recipient, Round, STATE_TIMEOUT,
     },
     credo::{
         credo_available_version, free_port, CredoAgent, CredoVersion, InitOptions, PickupStrategy,
@@ -215,17 +214,7 @@ async fn credo06_pickup_v2_polling_receives_everything_through_b_and_c() -> Resu
         .request(json!({"cmd": "createInvitation"}), Duration::from_secs(40))
         .await
         .with_context(|| format!("{label}: an invitation routed through the cluster"))?;
-    let key = answer["invitation"]["services"][0]["recipientKeys"][0]
-        .as_str()
-        .ok_or_else(|| anyhow!("{label}: invitation without a recipient key: {answer}"))?;
-    let conn = cluster
-        .c
-        .mediator
-        .stores()
-        .mediation
-        .connection_for_key(&VerKey::from_did_key(key)?)
-        .await?
-        .ok_or_else(|| anyhow!("{label}: the invitation's key {key} is registered by no one"))?;
+    let conn = invitation_connection(&cluster.c.mediator, label, &answer).await?;
     let mut recipient = Recipient {
         agent,
         conn,
@@ -238,48 +227,28 @@ async fn credo06_pickup_v2_polling_receives_everything_through_b_and_c() -> Resu
         .collect();
     let expected: BTreeSet<String> = lists.iter().flatten().cloned().collect();
     let n = expected.len() as u64;
-    let before = cluster.stats();
-    let round_started = Instant::now();
     let [(s1, c1), (s2, c2)] = &mut senders[..] else {
         anyhow::bail!("two senders expected");
     };
-    let mut received = Received::new(&expected);
-    tokio::try_join!(
-        async {
-            tokio::try_join!(
-                credo_send_all(s1, c1, &lists[0]),
-                credo_send_all(s2, c2, &lists[1]),
-            )
-            .context("senders")
-        },
-        async {
-            received
-                .until_all(&mut recipient.agent, DELIVERY_TIMEOUT)
-                .await
-                .context("the polling recipient receives every message")
-        },
-    )?;
-    let all_arrived = round_started.elapsed();
-    wait_queue(&cluster.a.mediator, &recipient.conn, 0, STATE_TIMEOUT)
-        .await
-        .context("every message acknowledged (queue drained)")?;
-    let after = cluster.stats();
-    let delta =
-        |i: usize, f: fn(&mediator::stats::StatsSnapshot) -> u64| f(&after[i]) - f(&before[i]);
-    let queued = [0, 1, 2].map(|i| delta(i, |s| s.forwards_queued));
-    let delivered = [0, 1, 2].map(|i| delta(i, |s| s.delivered));
-    received
-        .until_deliveries(
-            &mut recipient.agent,
-            delivered.iter().sum::<u64>() as usize,
-            DELIVERY_TIMEOUT,
+    let Round {
+        summary,
+        all_arrived,
+        queued,
+        delivered,
+        ..
+    } = round(&cluster, &mut recipient, &expected, async {
+        tokio::try_join!(
+            credo_send_all(s1, c1, &lists[0]),
+            credo_send_all(s2, c2, &lists[1]),
         )
-        .await
-        .context("the recipient processes every delivery the cluster made")?;
+        .map(|_| ())
+    })
+    .await
+    .context("2 credo 0.6 senders x 25 messages to a polling recipient")?;
     let report = format!(
         "{}; all arrived {all_arrived:.1?} after the first send; Forwards queued by a, b, c \
          {queued:?}; delivered by a, b, c {delivered:?}; stats {}",
-        received.summary(),
+        summary,
         cluster.describe_stats()
     );
     eprintln!(
@@ -317,23 +286,8 @@ async fn kill_9_of_the_instance_holding_a_credo06_live_session_loses_nothing_and
 ) -> Result<()> {
     let _turn = ONE_AT_A_TIME.lock().await;
     available()?;
-    let report = kill_9_of_the_live_holder(KillScenario {
-        name: "kill-credo06".into(),
-        messages: 150,
-        recipient_version: V0_6,
-        recipient: InitOptions {
-            label: "c06-kill-recipient".into(),
-            did_peer_numalgo: 4,
-            ..InitOptions::default()
-        },
-        sender_version: V0_6,
-        sender: InitOptions {
-            label: "c06-kill-sender".into(),
-            did_peer_numalgo: 4,
-            ..InitOptions::default()
-        },
-    })
-    .await?;
+    let report =
+        kill_9_of_the_live_holder(KillScenario::new("kill-credo06", V0_6, "c06-kill", 150)).await?;
     eprintln!(
         "credo 0.6 kill -9: {} duplicates, {} counted, in {:.1?}",
         report.duplicates, report.counted, report.elapsed

@@ -17,9 +17,11 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{anyhow, ensure, Context, Result};
-use didcomm_envelope::VerKey;
 use integration_tests::{
-    cluster::{contents, credo_send_all, pending_session_events, wait_queue, Received},
+    cluster::{
+        contents, credo_send_all, invitation_connection, pending_session_events, wait_queue,
+        Received,
+    },
     credo::{credo_available, free_port, CredoAgent, InitOptions, PickupStrategy},
     our_mediator::TestMediator,
 };
@@ -90,20 +92,7 @@ async fn recipient_and_sender(m: &Mediator, recipient_options: InitOptions) -> R
     let url = answer["invitationUrl"]
         .as_str()
         .ok_or_else(|| anyhow!("{label}: createInvitation without invitationUrl: {answer}"))?;
-    let recipient_key = answer["invitation"]["services"][0]["recipientKeys"][0]
-        .as_str()
-        .ok_or_else(|| anyhow!("{label}: invitation without a recipient key: {answer}"))?;
-    let key = VerKey::from_did_key(recipient_key)
-        .with_context(|| format!("{label}: the invitation's recipient key {recipient_key}"))?;
-    let conn = m
-        .stores()
-        .mediation
-        .connection_for_key(&key)
-        .await
-        .context("mediation store lookup")?
-        .ok_or_else(|| {
-            anyhow!("{label}: the invitation's key {recipient_key} is registered by no connection")
-        })?;
+    let conn = invitation_connection(m, &label, &answer).await?;
     let connection = sender.receive_invitation(url).await.with_context(|| {
         format!("{label}: the sender connects to the recipient through our mediator")
     })?;
