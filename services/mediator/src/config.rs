@@ -235,6 +235,9 @@ pub struct RedisConfig {
     /// Refuse to start when Redis may evict keys (`maxmemory-policy` other than `noeviction`):
     /// an evicted queue is lost messages.
     pub require_noeviction: bool,
+    /// Add the Forwards that wait while an add is out in one call (one node only; see
+    /// `RedisMessageQueue::with_group_commit`).
+    pub group_commit: bool,
     /// Talk to a Redis Cluster (the cluster client: commands routed by hash slot, sharded
     /// pub/sub) instead of one node.
     pub cluster: bool,
@@ -270,6 +273,7 @@ impl fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
             .field("require_noeviction", &self.require_noeviction)
+            .field("group_commit", &self.group_commit)
             .field("cluster", &self.cluster)
             .field(
                 "cluster_nodes",

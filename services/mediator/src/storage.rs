@@ -135,11 +135,10 @@ async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
     let stores = Stores {
         connections: Arc::new(RedisConnectionStore::new(pool.clone(), prefix)),
         mediation: Arc::new(RedisMediationStore::new(pool.clone(), prefix)),
-        queue: Arc::new(RedisMessageQueue::new(
-            pool.clone(),
-            prefix,
-            config.queue.limits(),
-        )),
+        queue: Arc::new(
+            RedisMessageQueue::new(pool.clone(), prefix, config.queue.limits())
+                .with_group_commit(settings.group_commit),
+        ),
         registry: Arc::new(RedisLiveSessionRegistry::new(pool.clone(), prefix)),
         seen: Arc::new(RedisSeenMessages::new(
             pool,

@@ -88,6 +88,7 @@ mod keys;
 mod mediation;
 mod pool;
 mod queue;
+mod queue_add;
 mod registry;
 mod seen;
 

@@ -31,6 +31,7 @@ use crate::{
     error::{self, ReplyError},
     keys::{stored_key, QueueKeys},
     pool::{RedisConnection, RedisPool},
+    queue_add::{first, AddBatcher, AddContext, AddOp, Added},
 };
 
 /// Every queue script starts with the shared helpers (`queue_common.lua`).
@@ -45,8 +46,8 @@ macro_rules! queue_script {
     };
 }
 
-/// The hot-path scripts stand alone (no shared helpers to build per call).
-static ADD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/queue_add.lua")));
+/// The hot-path scripts stand alone (no shared helpers to build per call); the add script is in
+/// [`crate::queue_add`].
 static LEASE: LazyLock<Script> = queue_script!("queue_lease.lua");
 static TAKE: LazyLock<Script> = queue_script!("queue_take.lua");
 static LEASE_IDS: LazyLock<Script> = queue_script!("queue_lease_ids.lua");
@@ -70,6 +71,11 @@ pub struct RedisMessageQueue {
     sweep_cursor: Arc<Mutex<u64>>,
     /// Queues this process listed in the index lately (connection -> when).
     listed: Arc<Mutex<HashMap<ConnectionId, Instant>>>,
+    /// What an add needs (the add script's arguments).
+    context: AddContext,
+    /// On one Redis node, adds are committed in groups (see [`AddBatcher`]); on a Redis Cluster
+    /// the queues of a group would be on different slots, so each add is its own call.
+    adds: Option<Arc<AddBatcher>>,
 }
 
 /// How long a queue this process listed is taken to be listed still. A sweep (of any instance)
@@ -99,15 +105,39 @@ fn cap_arg<T: TryInto<i64>>(cap: Option<T>) -> i64 {
 impl RedisMessageQueue {
     /// Queues whose keys are under `prefix`, with these limits. No round trip.
     pub fn new(pool: impl Into<RedisPool>, prefix: &str, limits: QueueLimits) -> Self {
+        let pool: RedisPool = pool.into();
+        let index: Arc<str> = QueueKeys::index(prefix).into();
+        let prefix: Arc<str> = prefix.into();
+        let context = AddContext {
+            pool: pool.clone(),
+            prefix: Arc::clone(&prefix),
+            index: Arc::clone(&index),
+            limits,
+        };
+        let adds = (!pool.is_cluster()).then(|| Arc::new(AddBatcher::new(context.clone())));
         Self {
-            pool: pool.into(),
-            index: QueueKeys::index(prefix).into(),
-            prefix: prefix.into(),
+            pool,
+            index,
+            prefix,
             limits,
             expired: Arc::default(),
             sweep_cursor: Arc::default(),
             listed: Arc::default(),
+            context,
+            adds,
         }
+    }
+
+    /// With `on` false, every add is its own call, also on one node (group commit is on by
+    /// default there; see [`crate::queue_add`]). On a Redis Cluster it is always off.
+    #[must_use]
+    pub fn with_group_commit(mut self, on: bool) -> Self {
+        if !on {
+            self.adds = None;
+        } else if self.adds.is_none() && !self.pool.is_cluster() {
+            self.adds = Some(Arc::new(AddBatcher::new(self.context.clone())));
+        }
+        self
     }
 
     /// Whether `connection_id`'s queue must be listed in the index now: not listed by this
@@ -188,32 +218,60 @@ impl RedisMessageQueue {
     ) -> Result<MessageId> {
         let id = MessageId::generate();
         let keys: Vec<String> = recipient_keys.iter().map(stored_key).collect();
-        let keys = keys.join(",");
-        let mut conn = self.connection().await?;
-        let mut expired_first = false;
-        let (code, value) = loop {
-            let mut call = self.invoke(&ADD, connection_id);
-            call.arg(id.as_str())
-                .arg(&payload[..])
-                .arg(&keys)
-                .arg(lease_ms)
-                .arg(cap_arg(self.limits.max_messages))
-                .arg(cap_arg(self.limits.max_bytes))
-                .arg(u8::from(expired_first));
-            let (code, value): (i64, i64) =
-                call.invoke_async(&mut conn).await.map_err(error::redis)?;
-            if code != 3 || expired_first {
-                break (code, value);
+        let mut op = AddOp {
+            connection_id: connection_id.clone(),
+            id,
+            payload,
+            keys: keys.join(","),
+            lease_ms,
+            expired_first: false,
+            list: false,
+        };
+        // List the queue for the sweep: on its first message, and otherwise once per LISTED_FOR
+        // per process (a sweep may have unlisted it). A live client empties its queue with every
+        // acknowledgement, so "first message" is most messages: without the memory this was a
+        // second round trip per Forward. On one node the add script lists it (same round trip);
+        // on a cluster the index is on another slot: its own SADD, after the add.
+        let must_list = self.must_list(connection_id);
+        let grouped = self.adds.as_ref().filter(|adds| adds.grouping());
+        op.list = must_list && grouped.is_some();
+        let added = match grouped {
+            Some(adds) => adds.submit(op.clone()).await,
+            None => self
+                .context
+                .add_now(std::slice::from_ref(&op))
+                .await
+                .map(first)
+                .map(|(code, value)| Added {
+                    code,
+                    value,
+                    listed: false,
+                }),
+        }
+        .inspect_err(|_| {
+            if must_list {
+                self.unlisted(connection_id);
             }
+        })?;
+        op.list = added.listed;
+        let (code, value) = (added.code, added.value);
+        let (code, value) = if code == 3 {
             // At a cap: old messages may be what fills it. Expired, then asked again (a full
             // queue only; an add that fits never expires anything).
+            let mut conn = self.connection().await?;
             let (expired, _empty): (i64, i64) = self
                 .invoke(&EXPIRE, connection_id)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(error::redis)?;
             self.count_expired(expired);
-            expired_first = true;
+            op.expired_first = true;
+            self.context
+                .add_now(std::slice::from_ref(&op))
+                .await
+                .map(first)?
+        } else {
+            (code, value)
         };
         let full = |cap| StoreError::QueueFull {
             connection: connection_id.clone(),
@@ -221,11 +279,8 @@ impl RedisMessageQueue {
         };
         match code {
             0 => {
-                // List the queue for the sweep: on its first message, and otherwise once per
-                // LISTED_FOR per process (a sweep may have unlisted it). A live client empties
-                // its queue with every acknowledgement, so "first message" is most messages:
-                // without the memory this was a second round trip per Forward.
-                if self.must_list(connection_id) {
+                if must_list && !op.list {
+                    let mut conn = self.connection().await?;
                     let listed = redis::cmd("SADD")
                         .arg(&*self.index)
                         .arg(connection_id.as_str())
@@ -236,16 +291,22 @@ impl RedisMessageQueue {
                         return Err(error::redis(err));
                     }
                 }
-                Ok(id)
+                Ok(op.id)
             }
-            1 => Err(full(QueueCap::Messages(
-                usize::try_from(value).unwrap_or(0),
-            ))),
-            2 => Err(full(QueueCap::Bytes(value.unsigned_abs()))),
-            code => Err(error::reply(ReplyError::UnknownCode {
-                script: "queue_add",
-                code,
-            })),
+            code => {
+                if must_list {
+                    // Not added, so not listed by this add.
+                    self.unlisted(connection_id);
+                }
+                Err(match code {
+                    1 => full(QueueCap::Messages(usize::try_from(value).unwrap_or(0))),
+                    2 => full(QueueCap::Bytes(value.unsigned_abs())),
+                    code => error::reply(ReplyError::UnknownCode {
+                        script: "queue_add",
+                        code,
+                    }),
+                })
+            }
         }
     }
 

@@ -510,3 +510,113 @@ async fn queues_written_with_arrival_counters_keep_working() {
     let left: Vec<String> = raw(&pool, redis::cmd("KEYS").arg("{compat:q:*")).await;
     assert!(left.is_empty(), "an emptied queue left keys: {left:?}");
 }
+
+/// Group commit (one node): adds that wait while a call is out go to Redis together, in one
+/// script call, and each keeps what a lone add would do: its queue's caps checked message by
+/// message, FIFO within a queue, the queue listed for the sweep, an answer of its own.
+#[tokio::test(flavor = "current_thread")]
+async fn adds_waiting_together_are_committed_in_one_call_each_with_its_own_outcome() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let queue = RedisMessageQueue::new(
+        pool.clone(),
+        "group:",
+        // No TTL: a full queue then refuses at once (with one, the add is retried after an
+        // expiry pass, alone, and the call count below would count those too).
+        mediator_store::QueueLimits {
+            max_messages: Some(15),
+            max_bytes: None,
+            message_ttl_ms: None,
+        },
+    );
+    let k = key();
+    // The script is loaded by a first add, so the figures below count only the adds.
+    let warm = ConnectionId::from("warm-up");
+    let warm_id = queue
+        .add(&warm, &[k], bytes::Bytes::from_static(b"w"))
+        .await
+        .expect("first add");
+    queue.remove(&warm, &[warm_id]).await.expect("remove");
+    let () = raw(&pool, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+
+    // 200 adds to 10 queues (20 each, 15 fit), each a task of its own as requests are, all
+    // started before any is answered: on this one-thread runtime every task hands its message
+    // over before the committer (spawned by the first) first runs. Each notes when it handed its
+    // message to the store (nothing between that and the hand-over waits): the order the store
+    // must keep within a queue.
+    let connections: Vec<ConnectionId> = (0..10)
+        .map(|i| ConnectionId::from(format!("c{i}")))
+        .collect();
+    let handed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let (queue, handed) = (queue.clone(), Arc::clone(&handed));
+            let conn = connections[n % 10].clone();
+            tokio::spawn(async move {
+                let order = handed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let result = queue
+                    .add(&conn, &[k], bytes::Bytes::from(format!("m{n}")))
+                    .await;
+                (order, n, conn, result)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("add task"));
+    }
+    results.sort_by_key(|(order, ..)| *order);
+
+    let stats: String = raw(&pool, redis::cmd("INFO").arg("commandstats")).await;
+    let evalsha = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        evalsha, 2,
+        "200 waiting adds are two calls (128 + 72), not one each: {stats}"
+    );
+    let sadd = stats.lines().any(|l| l.starts_with("cmdstat_sadd:"));
+    assert!(sadd, "the add script lists new queues: {stats}");
+
+    for conn in &connections {
+        // This queue's adds in the order they were handed over.
+        let mine: Vec<_> = results.iter().filter(|(_, _, c, _)| c == conn).collect();
+        let outcomes: Vec<&str> = mine
+            .iter()
+            .map(|(_, _, _, r)| match r {
+                Ok(_) => "added",
+                Err(StoreError::QueueFull {
+                    cap: mediator_store::QueueCap::Messages(15),
+                    ..
+                }) => "full",
+                Err(_) => "other error",
+            })
+            .collect();
+        let mut expected_outcomes = vec!["added"; 15];
+        expected_outcomes.extend(["full"; 5]);
+        assert_eq!(outcomes, expected_outcomes, "queue {conn}");
+        let held = queue.take(conn, 100, None).await.expect("take");
+        let got: Vec<(String, Vec<u8>)> = held
+            .iter()
+            .map(|m| (m.id.to_string(), m.payload.to_vec()))
+            .collect();
+        let expected: Vec<(String, Vec<u8>)> = mine
+            .iter()
+            .filter_map(|(_, n, _, r)| {
+                let id = r.as_ref().ok()?;
+                Some((id.to_string(), format!("m{n}").into_bytes()))
+            })
+            .collect();
+        assert_eq!(got, expected, "queue {conn} in the order of its adds");
+    }
+    let listed: Vec<String> = raw(&pool, redis::cmd("SMEMBERS").arg("{group:x}:queues")).await;
+    for conn in &connections {
+        assert!(
+            listed.iter().any(|c| c == conn.as_str()),
+            "{conn} not listed for the sweep: {listed:?}"
+        );
+    }
+}
