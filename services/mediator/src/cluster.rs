@@ -328,6 +328,32 @@ impl Cluster {
             .await
     }
 
+    /// Where [`Cluster::notify`] would publish a notice for `holder`, and how it encodes a
+    /// Forward's notice: for a queue that publishes it with the add, in the same round trip
+    /// ([`mediator_store::MessageQueue::add_leased_announced`]). `None` without a bus.
+    pub fn deliver_channel(&self, holder: &LiveHolder) -> Option<String> {
+        self.bus
+            .as_ref()
+            .map(|bus| bus.instance_channel(&holder.instance))
+    }
+
+    /// The bytes of the notice to deliver one Forward's message `id` of `connection`, in flight,
+    /// as [`Cluster::notify`] publishes them; `carried`: the message itself, when small.
+    pub fn forward_notice(
+        connection: &ConnectionId,
+        id: &MessageId,
+        carried: Option<Carried>,
+        traceparent: Option<String>,
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&Notice::Deliver {
+            connection: connection.clone(),
+            ids: vec![id.clone()],
+            in_flight: true,
+            traceparent,
+            messages: carried.into_iter().collect(),
+        })
+    }
+
     /// Tells every other instance that `keys` left a keylist (they forget their owner). A lost
     /// announcement is repaired by the forgetting after every resubscribe, and bounded by
     /// `mediation.key_cache_secs`.

@@ -23,8 +23,8 @@ use bytes::Bytes;
 use deadpool_redis::redis::{self, Script, Value};
 use didcomm_envelope::VerKey;
 use mediator_store::{
-    ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus, QueueTotals,
-    QueuedMessage, Result, StoreError,
+    Announcement, ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus,
+    QueueTotals, QueuedMessage, Result, StoreError,
 };
 
 use crate::{
@@ -215,9 +215,15 @@ impl RedisMessageQueue {
         recipient_keys: &[VerKey],
         payload: Bytes,
         lease_ms: u64,
-    ) -> Result<MessageId> {
+        announcement: Option<Announcement<'_>>,
+    ) -> Result<(MessageId, Option<usize>)> {
         let id = MessageId::generate();
         let keys: Vec<String> = recipient_keys.iter().map(stored_key).collect();
+        // The notice goes out from the script on one node (where the bus publishes with PUBLISH);
+        // a cluster's bus uses sharded channels on other slots, so the caller publishes there.
+        let notice = announcement
+            .filter(|_| !self.pool.is_cluster())
+            .map(|a| (a.channel.to_owned(), (a.notice)(&id)));
         let mut op = AddOp {
             connection_id: connection_id.clone(),
             id,
@@ -226,6 +232,7 @@ impl RedisMessageQueue {
             lease_ms,
             expired_first: false,
             list: false,
+            notice,
         };
         // List the queue for the sweep: on its first message, and otherwise once per LISTED_FOR
         // per process (a sweep may have unlisted it). A live client empties its queue with every
@@ -241,12 +248,7 @@ impl RedisMessageQueue {
                 .context
                 .add_now(std::slice::from_ref(&op))
                 .await
-                .map(first)
-                .map(|(code, value)| Added {
-                    code,
-                    value,
-                    listed: false,
-                }),
+                .map(|replies| Added::from_reply(first(replies), false)),
         }
         .inspect_err(|_| {
             if must_list {
@@ -254,8 +256,7 @@ impl RedisMessageQueue {
             }
         })?;
         op.list = added.listed;
-        let (code, value) = (added.code, added.value);
-        let (code, value) = if code == 3 {
+        let added = if added.code == 3 {
             // At a cap: old messages may be what fills it. Expired, then asked again (a full
             // queue only; an add that fits never expires anything).
             let mut conn = self.connection().await?;
@@ -266,13 +267,15 @@ impl RedisMessageQueue {
                 .map_err(error::redis)?;
             self.count_expired(expired);
             op.expired_first = true;
+            let listed = op.list;
             self.context
                 .add_now(std::slice::from_ref(&op))
                 .await
-                .map(first)?
+                .map(|replies| Added::from_reply(first(replies), listed))?
         } else {
-            (code, value)
+            added
         };
+        let (code, value) = (added.code, added.value);
         let full = |cap| StoreError::QueueFull {
             connection: connection_id.clone(),
             cap,
@@ -291,7 +294,7 @@ impl RedisMessageQueue {
                         return Err(error::redis(err));
                     }
                 }
-                Ok(op.id)
+                Ok((op.id, added.heard))
             }
             code => {
                 if must_list {
@@ -409,7 +412,9 @@ impl MessageQueue for RedisMessageQueue {
         recipient_keys: &[VerKey],
         payload: Bytes,
     ) -> Result<MessageId> {
-        self.insert(connection_id, recipient_keys, payload, 0).await
+        self.insert(connection_id, recipient_keys, payload, 0, None)
+            .await
+            .map(|(id, _)| id)
     }
 
     async fn add_leased(
@@ -419,8 +424,35 @@ impl MessageQueue for RedisMessageQueue {
         payload: Bytes,
         lease_ms: u64,
     ) -> Result<MessageId> {
-        self.insert(connection_id, recipient_keys, payload, lease_ms.max(1))
-            .await
+        self.insert(
+            connection_id,
+            recipient_keys,
+            payload,
+            lease_ms.max(1),
+            None,
+        )
+        .await
+        .map(|(id, _)| id)
+    }
+
+    // Hot path: one script per Forward to a live session held by another instance (the add and
+    // its notice in one round trip).
+    async fn add_leased_announced(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+        lease_ms: u64,
+        announcement: Announcement<'_>,
+    ) -> Result<(MessageId, Option<usize>)> {
+        self.insert(
+            connection_id,
+            recipient_keys,
+            payload,
+            lease_ms.max(1),
+            Some(announcement),
+        )
+        .await
     }
 
     async fn lease(

@@ -52,11 +52,17 @@ pub(crate) struct AddOp {
     pub(crate) expired_first: bool,
     /// The script lists the queue in the index (one node only: the index is on another slot).
     pub(crate) list: bool,
+    /// Published once the message is added: channel and notice (one node only).
+    pub(crate) notice: Option<(String, Vec<u8>)>,
 }
 
-/// `{code, value}` of the first message of a reply (a call of one message).
-pub(crate) fn first(replies: Vec<(i64, i64)>) -> (i64, i64) {
-    replies.into_iter().next().unwrap_or((-1, 0))
+/// What the script answered for one message: code, value, and how many heard its notice (-1:
+/// none published).
+pub(crate) type Reply = (i64, i64, i64);
+
+/// The reply of the first message (a call of one message).
+pub(crate) fn first(replies: Vec<Reply>) -> Reply {
+    replies.into_iter().next().unwrap_or((-1, 0, -1))
 }
 
 /// What became of one grouped add.
@@ -68,6 +74,20 @@ pub(crate) struct Added {
     /// Whether the script listed the queue in the index (it did not when its group was refused
     /// and the message was added alone).
     pub(crate) listed: bool,
+    /// How many subscribers heard the message's notice (`None`: none was published).
+    pub(crate) heard: Option<usize>,
+}
+
+impl Added {
+    /// What a call of one message answered; `listed` as it asked.
+    pub(crate) fn from_reply((code, value, heard): Reply, listed: bool) -> Self {
+        Self {
+            code,
+            value,
+            listed,
+            heard: usize::try_from(heard).ok(),
+        }
+    }
 }
 
 /// What an add call needs: the connection and the queues' names and limits.
@@ -82,14 +102,14 @@ pub(crate) struct AddContext {
 impl AddContext {
     /// One call of `lua/queue_add.lua` adding `ops` in order; `{code, value}` per message.
     // Hot path: one call per group of Forwards.
-    pub(crate) async fn add_now(&self, ops: &[AddOp]) -> Result<Vec<(i64, i64)>> {
+    pub(crate) async fn add_now(&self, ops: &[AddOp]) -> Result<Vec<Reply>> {
         self.call(ops.iter()).await.map_err(error::redis)
     }
 
     async fn call<'o>(
         &self,
         ops: impl ExactSizeIterator<Item = &'o AddOp> + Clone,
-    ) -> std::result::Result<Vec<(i64, i64)>, RedisError> {
+    ) -> std::result::Result<Vec<Reply>, RedisError> {
         let count = ops.len();
         let mut call = ADD.prepare_invoke();
         let mut list = false;
@@ -117,15 +137,22 @@ impl AddContext {
                 } else {
                     ""
                 });
+            match &op.notice {
+                Some((channel, notice)) => call.arg(channel).arg(&notice[..]),
+                None => call.arg("").arg(""),
+            };
         }
         let mut conn = self.pool.get().await.map_err(pool_failure)?;
         let reply: Vec<Value> = call.invoke_async(&mut conn).await?;
         let mut out = Vec::with_capacity(count);
         let mut items = reply.iter();
-        while let (Some(code), Some(value)) = (items.next(), items.next()) {
+        while let (Some(code), Some(value), Some(heard)) =
+            (items.next(), items.next(), items.next())
+        {
             out.push((
                 deadpool_redis::redis::from_redis_value_ref(code)?,
                 deadpool_redis::redis::from_redis_value_ref(value)?,
+                deadpool_redis::redis::from_redis_value_ref(heard)?,
             ));
         }
         if out.len() != count {
@@ -254,14 +281,10 @@ async fn commit(
         // may have been answered by nobody, but what reached Redis stays (at least once).
         let reply = context.call(group.iter().map(|w| &w.op)).await;
         match reply {
-            Ok(codes) => {
-                for (waiting, (code, value)) in group.drain(..).zip(codes) {
+            Ok(replies) => {
+                for (waiting, reply) in group.drain(..).zip(replies) {
                     let listed = waiting.op.list;
-                    let _ = waiting.done.send(Ok(Added {
-                        code,
-                        value,
-                        listed,
-                    }));
+                    let _ = waiting.done.send(Ok(Added::from_reply(reply, listed)));
                 }
             }
             Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot) => {
@@ -273,12 +296,7 @@ async fn commit(
                     let alone = context
                         .add_now(std::slice::from_ref(&waiting.op))
                         .await
-                        .map(first)
-                        .map(|(code, value)| Added {
-                            code,
-                            value,
-                            listed: false,
-                        });
+                        .map(|replies| Added::from_reply(first(replies), false));
                     let _ = waiting.done.send(alone);
                 }
             }

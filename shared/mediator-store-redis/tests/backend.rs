@@ -620,3 +620,115 @@ async fn adds_waiting_together_are_committed_in_one_call_each_with_its_own_outco
         );
     }
 }
+
+/// A Forward to a live session on another instance: the add publishes the holder's notice in
+/// the same script (one round trip), with the id the message got; the subscriber count comes
+/// back; a refused add publishes nothing. The lone add and the grouped one behave alike.
+#[tokio::test]
+async fn an_announced_add_publishes_its_notice_in_the_same_call() {
+    use futures_util::StreamExt;
+    use mediator_store::Announcement;
+
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    pubsub.subscribe("to:holder").await.expect("subscribe");
+    let mut heard = pubsub.into_on_message();
+    let k = key();
+    for group_commit in [true, false] {
+        let queue = RedisMessageQueue::new(
+            pool.clone(),
+            &prefix(),
+            mediator_store::QueueLimits {
+                max_messages: Some(1),
+                max_bytes: None,
+                message_ttl_ms: None,
+            },
+        )
+        .with_group_commit(group_commit);
+        let conn = ConnectionId::generate();
+        let notice = |id: &mediator_store::MessageId| format!("deliver {id}").into_bytes();
+        let announce = |channel| Announcement {
+            channel,
+            notice: &notice,
+        };
+        let (id, count) = queue
+            .add_leased_announced(
+                &conn,
+                &[k],
+                bytes::Bytes::from_static(b"m"),
+                30_000,
+                announce("to:holder"),
+            )
+            .await
+            .expect("announced add");
+        assert_eq!(
+            count,
+            Some(1),
+            "one subscriber heard it (group commit {group_commit})"
+        );
+        let message = tokio::time::timeout(Duration::from_secs(5), heard.next())
+            .await
+            .expect("the notice arrives")
+            .expect("subscription open");
+        let text: String = message.get_payload().expect("payload");
+        assert_eq!(text, format!("deliver {id}"));
+        let held = queue.take(&conn, 10, None).await.expect("take");
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            (&held[0].id, held[0].deliveries),
+            (&id, 1),
+            "stored in flight"
+        );
+
+        // Over the cap: refused, nothing published (the next notice seen is the one below).
+        let refused = queue
+            .add_leased_announced(
+                &conn,
+                &[k],
+                bytes::Bytes::from_static(b"m2"),
+                30_000,
+                announce("to:holder"),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::QueueFull { .. })),
+            "{refused:?}"
+        );
+        // Nobody on the channel: stored, heard by none.
+        let other = ConnectionId::generate();
+        let (_, count) = queue
+            .add_leased_announced(
+                &other,
+                &[k],
+                bytes::Bytes::from_static(b"m3"),
+                30_000,
+                announce("to:nobody"),
+            )
+            .await
+            .expect("announced add, nobody listening");
+        assert_eq!(count, Some(0));
+        let marker = queue
+            .add_leased_announced(
+                &ConnectionId::generate(),
+                &[k],
+                bytes::Bytes::from_static(b"m4"),
+                30_000,
+                announce("to:holder"),
+            )
+            .await
+            .expect("marker")
+            .0;
+        let message = tokio::time::timeout(Duration::from_secs(5), heard.next())
+            .await
+            .expect("the marker's notice arrives")
+            .expect("subscription open");
+        let text: String = message.get_payload().expect("payload");
+        assert_eq!(
+            text,
+            format!("deliver {marker}"),
+            "the refused add published nothing"
+        );
+    }
+}

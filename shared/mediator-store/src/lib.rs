@@ -42,7 +42,7 @@ pub use mediation::{
     KeylistAction, KeylistPage, KeylistResult, KeylistUpdate, KeylistUpdateOutcome,
     MediationRecord, MediationState, MediationStore,
 };
-pub use queue::{MessageQueue, QueueLimits, QueueStatus, QueueTotals, QueuedMessage};
+pub use queue::{Announcement, MessageQueue, QueueLimits, QueueStatus, QueueTotals, QueuedMessage};
 pub use registry::{LiveHolder, LiveSessionRegistry};
 pub use seen::SeenMessages;
 

@@ -101,6 +101,24 @@ impl QueueLimits {
     };
 }
 
+/// A notice to publish on the backend's pub/sub once a message is added
+/// ([`MessageQueue::add_leased_announced`]): the instance holding the recipient's live session
+/// learns of the message in the same round trip that stored it.
+pub struct Announcement<'a> {
+    /// The pub/sub channel.
+    pub channel: &'a str,
+    /// The notice's bytes, given the id the message got.
+    pub notice: &'a (dyn Fn(&MessageId) -> Vec<u8> + Send + Sync),
+}
+
+impl std::fmt::Debug for Announcement<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcement")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The per-connection message queues. Used as `Arc<dyn MessageQueue>`.
 ///
 /// Queues of different connections never see each other's messages: every operation names its
@@ -127,6 +145,25 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
         payload: Bytes,
         lease_ms: u64,
     ) -> Result<MessageId>;
+
+    /// Like [`MessageQueue::add_leased`], and then publishes `announcement` on the backend's
+    /// pub/sub in the same atomic step, when the backend has pub/sub (Redis on one node):
+    /// returns how many subscribers heard it. `None`: nothing was published (the caller
+    /// publishes it itself); the default does only the add.
+    async fn add_leased_announced(
+        &self,
+        connection_id: &ConnectionId,
+        recipient_keys: &[VerKey],
+        payload: Bytes,
+        lease_ms: u64,
+        announcement: Announcement<'_>,
+    ) -> Result<(MessageId, Option<usize>)> {
+        let _ = announcement;
+        let id = self
+            .add_leased(connection_id, recipient_keys, payload, lease_ms)
+            .await?;
+        Ok((id, None))
+    }
 
     /// Hands out up to `limit` messages that are not in flight, oldest first (with
     /// `recipient_key`, only messages that carry it), and puts them in flight for `lease_ms`. One

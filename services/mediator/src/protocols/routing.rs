@@ -65,21 +65,68 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         },
     };
     // Going out on a session (here or on the holder's instance) at once: queued in flight, so no
-    // pickup hands it out too.
-    let id = match &session {
-        Some(_) => {
-            let lease = m.config().pickup.redelivery_after_ms;
+    // pickup hands it out too. To a session on another instance, the notice goes with the add
+    // when the queue can publish it (Redis on one node): one round trip for both.
+    let lease = m.config().pickup.redelivery_after_ms;
+    let epoch = m.cluster().epoch();
+    let traceparent = crate::telemetry::current_traceparent();
+    let carries = payload.len() <= crate::cluster::MAX_CARRIED_BYTES;
+    let (id, heard_with_add) = match &session {
+        Some(OnSession::Remote(holder)) => match m.cluster().deliver_channel(holder) {
+            Some(channel) => {
+                let notice = |id: &mediator_store::MessageId| {
+                    // Small ones carried: the holder need not read them back from the queue.
+                    let carried = carries.then(|| crate::cluster::Carried {
+                        id: id.clone(),
+                        received_ms,
+                        msg: msg.get().to_owned(),
+                    });
+                    // A notice of these types always encodes; an empty one would be dropped by
+                    // the holder as unreadable and the message redelivered after its lease.
+                    crate::cluster::Cluster::forward_notice(
+                        &connection,
+                        id,
+                        carried,
+                        traceparent.clone(),
+                    )
+                    .unwrap_or_default()
+                };
+                stores
+                    .queue
+                    .add_leased_announced(
+                        &connection,
+                        &[key],
+                        payload.clone(),
+                        lease,
+                        mediator_store::Announcement {
+                            channel: &channel,
+                            notice: &notice,
+                        },
+                    )
+                    .await?
+            }
+            None => (
+                stores
+                    .queue
+                    .add_leased(&connection, &[key], payload.clone(), lease)
+                    .await?,
+                None,
+            ),
+        },
+        Some(_) => (
             stores
                 .queue
                 .add_leased(&connection, &[key], payload.clone(), lease)
-                .await?
-        }
-        None => {
+                .await?,
+            None,
+        ),
+        None => (
             stores
                 .queue
                 .add(&connection, &[key], payload.clone())
-                .await?
-        }
+                .await?,
+            None,
+        ),
     };
     m.stats().forward_queued();
     debug!(connection = %connection, message = %id, bytes = payload.len(), "forward queued");
@@ -88,7 +135,6 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
         && m.cluster().is_clustered()
     {
         // No route known: a session may be opening elsewhere right now.
-        let epoch = m.cluster().epoch();
         m.cluster()
             .hold_and_recheck(m, &connection, &id, None, epoch);
     }
@@ -103,33 +149,34 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
                 .await
                 .is_some(),
             OnSession::Remote(holder) => {
-                let epoch = m.cluster().epoch();
-                let heard = match m
-                    .cluster()
-                    .notify(
-                        &holder,
-                        &connection,
-                        std::slice::from_ref(&id),
-                        true,
-                        crate::telemetry::current_traceparent(),
-                        // The holder need not read it back from the queue (one round trip less).
-                        if payload.len() <= crate::cluster::MAX_CARRIED_BYTES {
-                            vec![crate::cluster::Carried {
-                                id: id.clone(),
-                                received_ms,
-                                msg: msg.get().to_owned(),
-                            }]
-                        } else {
-                            Vec::new()
-                        },
-                    )
-                    .await
-                {
-                    Ok(heard) => heard > 0,
-                    Err(err) => {
-                        warn!(error = %err, holder = %holder.instance, "notice to the live session's instance failed; the message waits in the queue");
-                        false
-                    }
+                let heard = match heard_with_add {
+                    Some(heard) => heard > 0,
+                    None => match m
+                        .cluster()
+                        .notify(
+                            &holder,
+                            &connection,
+                            std::slice::from_ref(&id),
+                            true,
+                            traceparent,
+                            if carries {
+                                vec![crate::cluster::Carried {
+                                    id: id.clone(),
+                                    received_ms,
+                                    msg: msg.get().to_owned(),
+                                }]
+                            } else {
+                                Vec::new()
+                            },
+                        )
+                        .await
+                    {
+                        Ok(heard) => heard > 0,
+                        Err(err) => {
+                            warn!(error = %err, holder = %holder.instance, "notice to the live session's instance failed; the message waits in the queue");
+                            false
+                        }
+                    },
                 };
                 if !heard {
                     // Its holder is gone or deaf: given back below, and delivered when a live

@@ -5,13 +5,15 @@
 -- KEYS: six per message, as in queue_common.lua (order, msg, meta, lease, bytes, seq of the
 -- message's queue; the same queue may come several times), then the queue index when a message
 -- asks to be listed. The order score is received_ms * 1000 + n.
--- ARGV: 1 ttl, 2 max messages (-1: none), 3 max bytes (-1: none), 4 how many messages, then six
+-- ARGV: 1 ttl, 2 max messages (-1: none), 3 max bytes (-1: none), 4 how many messages, then eight
 -- per message: id, payload, keys, lease ms (0: not in flight), 1 if the caller already expired
--- the queue's old messages, the connection id to list in the index ('': none).
--- Returns {code, value} per message, flattened: code 0 = added (value 1 if the queue was empty
--- before), 1 = over the message cap (value = cap), 2 = over the byte cap (value = cap), 3 = a cap
--- is reached but the queue may hold expired messages: expire them (queue_expire.lua) and add it
--- again with ARGV "expired" = 1. Messages refused leave nothing behind; the others are added.
+-- the queue's old messages, the connection id to list in the index ('': none), a pub/sub channel
+-- and the notice to PUBLISH there once the message is added ('' and '': none).
+-- Returns {code, value, heard} per message, flattened: code 0 = added (value 1 if the queue was
+-- empty before), 1 = over the message cap (value = cap), 2 = over the byte cap (value = cap), 3 =
+-- a cap is reached but the queue may hold expired messages: expire them (queue_expire.lua) and
+-- add it again with ARGV "expired" = 1. Messages refused leave nothing behind; the others are
+-- added. heard: how many subscribers the notice reached (-1: none was published).
 local TTL, max_messages, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local t = redis.call('TIME')
@@ -80,8 +82,12 @@ end
 
 local out = {}
 for i = 0, n - 1 do
-  local code, value = add(6 * i, 4 + 6 * i)
-  out[2 * i + 1] = code
-  out[2 * i + 2] = value
+  local a = 4 + 8 * i
+  local code, value = add(6 * i, a)
+  local heard = -1
+  if code == 0 and ARGV[a + 7] ~= '' then heard = redis.call('PUBLISH', ARGV[a + 7], ARGV[a + 8]) end
+  out[3 * i + 1] = code
+  out[3 * i + 2] = value
+  out[3 * i + 3] = heard
 end
 return out
