@@ -81,6 +81,12 @@ impl TestMediator {
         })
     }
 
+    /// The short invitation URL (`<endpoint>/i`: the invitation JSON to a client asking for
+    /// JSON, a redirect to the `?oob=` URL otherwise).
+    pub fn short_invitation_url(&self) -> String {
+        self.mediator.invitation(false).short_url().to_owned()
+    }
+
     /// The invitation URL (`?oob=`), DID Exchange first.
     pub fn invitation_url(&self) -> String {
         self.mediator.invitation(false).url().to_owned()

@@ -117,3 +117,25 @@ async fn credo_connections_1_0_through_our_mediator() -> Result<()> {
     mediator.stop().await;
     Ok(())
 }
+
+/// A wallet given only the short invitation URL (`<endpoint>/i`, as the mediator prints it and
+/// draws its terminal QR code) resolves it and gets mediation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credo_gets_mediation_from_the_short_invitation_url() -> Result<()> {
+    credo_available().map_err(|e| anyhow!(e))?;
+    let mediator = TestMediator::start(&[]).await?;
+    let short = mediator.short_invitation_url();
+    ensure!(
+        !short.contains("oob=") && short.len() < 40,
+        "not a short URL: {short}"
+    );
+    deliver(recipient(
+        "recipient-short-url",
+        &short,
+        4,
+        Handshake::DidExchange,
+    ))
+    .await?;
+    mediator.stop().await;
+    Ok(())
+}

@@ -1,6 +1,9 @@
 //! The mediator's Out-of-Band 1.1 invitation (Aries RFC 0434): multi-use, one service per
-//! endpoint, the invitation key as did:key. Rendered as JSON, as an `?oob=` URL, and as QR codes
-//! for a terminal and for a browser (SVG).
+//! endpoint, the invitation key as did:key. Rendered as JSON, as an `?oob=` URL, as a short URL
+//! (`<http endpoint>/i`: the invitation JSON to `Accept: application/json`, as credo-ts and
+//! ACA-Py resolve shortened invitation URLs, and a redirect to the `?oob=` URL otherwise), and as
+//! QR codes: of the short URL for a terminal (it fits 80 columns), of the full URL for a browser
+//! (SVG).
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use didcomm_envelope::VerKey;
@@ -21,7 +24,11 @@ pub enum Handshakes {
 pub struct Invitation {
     json: Value,
     url: String,
+    short_url: String,
 }
+
+/// The path of the short invitation URL under the HTTP endpoint.
+pub const SHORT_PATH: &str = "/i";
 
 impl Invitation {
     /// Builds the invitation for `key`, advertising `endpoints` in that order.
@@ -63,7 +70,12 @@ impl Invitation {
         });
         let base = endpoints.first().copied().unwrap_or_default();
         let url = format!("{base}?oob={}", URL_SAFE_NO_PAD.encode(json.to_string()));
-        Self { json, url }
+        let short_url = format!("{}{SHORT_PATH}", base.trim_end_matches('/'));
+        Self {
+            json,
+            url,
+            short_url,
+        }
     }
 
     /// The invitation message.
@@ -81,13 +93,21 @@ impl Invitation {
         &self.url
     }
 
+    /// The short URL (`<http endpoint>/i`) of the main invitation: what a wallet needs to type
+    /// or scan (it fetches the invitation from there).
+    pub fn short_url(&self) -> &str {
+        &self.short_url
+    }
+
     fn qr(&self) -> Option<QrCode> {
         QrCode::with_error_correction_level(self.url.as_bytes(), EcLevel::L).ok()
     }
 
-    /// The URL as a QR code drawn with Unicode half blocks, for a terminal.
+    /// The short URL as a QR code drawn with Unicode half blocks, for a terminal (a 30-character
+    /// URL is 33 columns wide with its quiet zone; the full URL would be over 100).
     pub fn qr_terminal(&self) -> String {
-        self.qr()
+        QrCode::with_error_correction_level(self.short_url.as_bytes(), EcLevel::L)
+            .ok()
             .map(|code| {
                 code.render::<unicode::Dense1x2>()
                     .dark_color(unicode::Dense1x2::Light)
@@ -140,6 +160,32 @@ mod tests {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
         assert_eq!(&decoded, j);
         assert!(inv.qr_svg().unwrap().starts_with("<?xml"));
-        assert!(inv.qr_terminal().lines().count() > 20);
+        assert_eq!(inv.short_url(), "http://127.0.0.1:3000/i");
+    }
+
+    /// The terminal QR code is of the short URL and fits an 80-column terminal, for an endpoint
+    /// as long as operators' usually are.
+    #[test]
+    fn terminal_qr_code_fits_80_columns() {
+        let key = KeyPair::generate().unwrap();
+        let endpoint = "https://mediator.identity-wallets.example.org:8443";
+        let inv = Invitation::new(
+            "id-1",
+            "Mediator",
+            key.verkey(),
+            &[endpoint, "wss://mediator.identity-wallets.example.org:8443"],
+            Handshakes::All,
+        );
+        let qr = inv.qr_terminal();
+        let width = qr.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(width <= 80, "{width} columns");
+        assert!(qr.lines().count() >= 10, "{qr}");
+        // The full URL would not fit.
+        let full = QrCode::with_error_correction_level(inv.url().as_bytes(), EcLevel::L).unwrap();
+        assert!(full.width() + 8 > 80, "{}", full.width());
+        let decoded = QrCode::with_error_correction_level(inv.short_url().as_bytes(), EcLevel::L)
+            .unwrap()
+            .width();
+        assert_eq!(width, decoded + 8, "the QR code drawn is the short URL's");
     }
 }

@@ -56,11 +56,15 @@ async fn run(cli: Cli, config: Arc<Config>) -> anyhow::Result<()> {
     let mediator = Mediator::from_backend(config, backend)?;
     let invitation = mediator.invitation(false);
     println!(
-        "\nInvitation URL:\n{}\n\n{}",
-        invitation.url(),
+        "\nInvitation: {}\n\n{}",
+        invitation.short_url(),
         invitation.qr_terminal()
     );
     let base = &mediator.config().public_http_endpoint;
+    println!(
+        "The full invitation URL (the short one redirects there):\n{}\n",
+        invitation.url()
+    );
     println!("Also at {base}/invitation (JSON) and {base}/invitation.svg (QR code).");
     println!(
         "For ACA-Py (--mediator-invitation; it accepts exactly one service):\n{}\n",

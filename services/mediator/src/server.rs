@@ -57,6 +57,7 @@ pub fn router(mediator: Mediator, limiter: RateLimiter) -> Router {
     Router::new()
         .route("/", get(websocket).post(post_envelope))
         .route("/invitation", get(invitation))
+        .route(crate::invitation::SHORT_PATH, get(short_invitation))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/invitation.svg", get(invitation_svg))
@@ -544,6 +545,30 @@ async fn invitation(
     } else {
         // The invitation message itself, as RFC 0434 short-URL resolution expects.
         Json(inv.json().clone()).into_response()
+    }
+}
+
+/// The short invitation URL: the invitation JSON to a client that asks for JSON (credo-ts and
+/// ACA-Py fetch a shortened invitation URL with `Accept: application/json`), otherwise (a
+/// browser, a phone's camera app) a redirect to the full `?oob=` URL, which wallets open.
+async fn short_invitation(
+    State(mediator): State<Mediator>,
+    Query(q): Query<InvitationQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let inv = q.pick(&mediator);
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    if wants_json {
+        Json(inv.json().clone()).into_response()
+    } else {
+        (
+            StatusCode::FOUND,
+            [(header::LOCATION, inv.url().to_owned())],
+        )
+            .into_response()
     }
 }
 

@@ -171,6 +171,50 @@ async fn invitation_is_served_as_json_url_and_svg() {
     i.stop().await;
 }
 
+/// The short invitation URL: JSON to a client asking for JSON (how credo-ts and ACA-Py resolve a
+/// shortened URL), a redirect to the full `?oob=` URL for anything else (a browser).
+#[tokio::test]
+async fn short_invitation_url_gives_json_or_redirects() {
+    let i = Instance::start(None).await;
+    let full: Value = reqwest::get(format!("{}/invitation", i.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let json = client
+        .get(format!("{}/i", i.base))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status().as_u16(), 200);
+    assert!(json.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(json.json::<Value>().await.unwrap(), full);
+    let url = reqwest::get(format!("{}/invitation?format=url", i.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let browser = client
+        .get(format!("{}/i", i.base))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browser.status().as_u16(), 302);
+    assert_eq!(browser.headers()["location"].to_str().unwrap(), url.trim());
+    i.stop().await;
+}
+
 #[tokio::test]
 async fn forward_over_the_queue_cap_is_507_and_nothing_is_stored() {
     let i = Instance::start_with(None, &[("MEDIATOR_QUEUE__MAX_MESSAGES", "2")]).await;
