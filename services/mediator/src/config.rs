@@ -46,6 +46,9 @@ pub struct Config {
     pub public_ws_endpoint: String,
     /// Root of every private key of the mediator.
     pub master_secret: Secret,
+    /// Where a single node keeps its data (the embedded store, and the generated master secret
+    /// when none is configured); created owner-only.
+    pub data_dir: std::path::PathBuf,
     /// Size limits.
     pub limits: Limits,
     /// Coordinate Mediation behaviour.

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod cluster;
 pub mod config;
 pub mod crypto;
+pub mod datadir;
 pub mod delivery;
 pub mod endpoint;
 pub mod error;
