@@ -10,7 +10,7 @@
 //! the others commit without an fsync (their loss is a redelivery, not a lost message). Each
 //! queue holds about 1,000 messages of 1 KiB while it is measured.
 
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::type_complexity)]
 
 use std::{
     path::Path,
@@ -187,15 +187,23 @@ mod sqlite {
                     |r| r.get(0),
                 )
                 .unwrap();
-            let seqs: Vec<i64> = tx
-                .prepare_cached(
-                    "SELECT seq FROM messages WHERE conn = 'conn' AND received_ms < ?1 ORDER BY seq",
-                )
-                .unwrap()
-                .query_map([cutoff], |r| r.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            // The queue's head in order, read until the first message young enough (as the
+            // backend does): a `received_ms < ?` filter would read the whole queue.
+            let mut seqs: Vec<i64> = Vec::new();
+            {
+                let mut head = tx
+                    .prepare_cached(
+                        "SELECT seq, received_ms FROM messages WHERE conn = 'conn' ORDER BY seq",
+                    )
+                    .unwrap();
+                let mut rows = head.query([]).unwrap();
+                while let Some(row) = rows.next().unwrap() {
+                    if row.get::<_, i64>(1).unwrap() >= cutoff {
+                        break;
+                    }
+                    seqs.push(row.get(0).unwrap());
+                }
+            }
             for seq in &seqs {
                 tx.execute("DELETE FROM messages WHERE seq = ?1", [seq])
                     .unwrap();

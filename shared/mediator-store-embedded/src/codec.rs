@@ -47,7 +47,7 @@ pub(crate) struct BadKeyList(usize);
 
 /// Keys as they were stored; `what` names their owner for the log.
 pub(crate) fn decode_keys(bytes: &[u8], what: impl FnOnce() -> String) -> Result<Vec<VerKey>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(corrupt(what(), BadKeyList(bytes.len())));
     }
     bytes

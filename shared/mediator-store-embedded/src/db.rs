@@ -133,10 +133,12 @@ type Finish = Box<dyn FnOnce(Option<&Arc<rusqlite::Error>>) + Send>;
 /// What a job's code gets: the writing connection, or why the batch could not start.
 type JobInput<'a> = std::result::Result<&'a Connection, &'a Arc<rusqlite::Error>>;
 
+/// Runs a job and says whether it succeeded (its savepoint is kept) and how to answer.
+type Run = Box<dyn FnOnce(JobInput<'_>) -> (bool, Finish) + Send>;
+
 struct Job {
     durable: bool,
-    /// Runs the job and says whether it succeeded (its savepoint is kept) and how to answer.
-    run: Box<dyn FnOnce(JobInput<'_>) -> (bool, Finish) + Send>,
+    run: Run,
 }
 
 /// One open data directory. Shared (`Arc`) by the stores made from it; dropping the last one
@@ -234,7 +236,7 @@ impl Db {
             .map_err(io_error(&path))?;
         let writer = open_writer(&path).map_err(|source| OpenError::Database {
             path: path.clone(),
-            source: source.into(),
+            source,
         })?;
         let (jobs, inbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
