@@ -167,6 +167,11 @@ impl std::fmt::Debug for Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
+        // Readers first, so that the writer's connection is the last one: closing it
+        // checkpoints the WAL into the database and removes it.
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.clear();
+        }
         // Closing the channel ends the writer's loop once it has answered what it holds; wait
         // for it, so that the directory is never unlocked while our writer may still commit.
         drop(self.jobs.take());
@@ -174,9 +179,6 @@ impl Drop for Db {
             if writer.join().is_err() {
                 tracing::error!(path = %self.path.display(), "embedded store writer panicked");
             }
-        }
-        if let Ok(mut readers) = self.readers.lock() {
-            readers.clear();
         }
         drop(self.lock.take());
     }
