@@ -1,7 +1,7 @@
 //! Our mediator, started in-process on a loopback port, for the interop tests.
 //!
-//! Storage is whatever the configuration names (`MEDIATOR_STORAGE__BACKEND`): the in-memory
-//! default, or Redis for cluster tests (several instances sharing one Redis under one key prefix
+//! Storage is whatever the configuration names (`MEDIATOR_STORAGE__BACKEND`): in memory unless
+//! the test says otherwise, or Redis for cluster tests (several instances sharing one Redis under one key prefix
 //! and master secret).
 
 use std::sync::Arc;
@@ -40,10 +40,14 @@ impl TestMediator {
             .context("the mediator listener's address")?;
         // The agents under test listen on loopback: their endpoints are private addresses. The
         // rate limits stay at their defaults (interop runs with the limits on).
-        let mut vars: Vec<(String, String)> = vec![(
-            "MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS".to_owned(),
-            "true".to_owned(),
-        )];
+        let mut vars: Vec<(String, String)> = vec![
+            (
+                "MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS".to_owned(),
+                "true".to_owned(),
+            ),
+            // In memory unless `env` says otherwise (the default, embedded, is on disk).
+            ("MEDIATOR_STORAGE__BACKEND".to_owned(), "memory".to_owned()),
+        ];
         vars.extend([
             (
                 "MEDIATOR_PUBLIC_HTTP_ENDPOINT".to_owned(),

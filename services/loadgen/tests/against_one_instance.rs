@@ -23,6 +23,8 @@ async fn start_mediator(
     // The driver's recipients and senders all come from 127.0.0.1 at hundreds of messages a
     // second: per-address rate limits off (`extra` comes later and may set them).
     vars.extend(mediator::config::RATE_LIMITS_OFF.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    // In memory (the default, embedded, is on disk).
+    vars.push(("MEDIATOR_STORAGE__BACKEND".to_owned(), "memory".to_owned()));
     vars.extend(
         extra
             .iter()

@@ -211,7 +211,10 @@ impl ClusterConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StorageBackend {
-    /// In this process: one instance only, lost on exit (the embedded default).
+    /// On this node's disk, in `data_dir` (SQLite, every Forward fsynced before its 202): one
+    /// instance, nothing lost on a restart. The default.
+    Embedded,
+    /// In this process: one instance only, lost on exit (for tests).
     Memory,
     /// Redis (or Redis Cluster): shared by every instance of a cluster.
     Redis,

@@ -104,8 +104,8 @@ impl DataDir {
         let file = self.path.join(SECRET_FILE);
         match fs::read(&file) {
             Ok(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| DataDirError::BadSecret(file.clone()))?;
+                let text =
+                    String::from_utf8(bytes).map_err(|_| DataDirError::BadSecret(file.clone()))?;
                 let secret = text.trim();
                 if secret.len() < 32 {
                     return Err(DataDirError::BadSecret(file));

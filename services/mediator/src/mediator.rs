@@ -200,7 +200,7 @@ struct ForwardPeek<'a> {
 impl Mediator {
     /// Builds a single instance over `stores` (no peers to talk to).
     pub fn new(config: Arc<Config>, stores: Stores) -> Result<Self, SetupError> {
-        Self::build(config, stores, None)
+        Self::build(config, stores, None, None)
     }
 
     /// Builds the mediator over what [`crate::storage::open`] opened: with Redis, one instance of
@@ -209,19 +209,21 @@ impl Mediator {
         config: Arc<Config>,
         backend: crate::storage::Backend,
     ) -> Result<Self, SetupError> {
-        Self::build(config, backend.stores, backend.bus)
+        Self::build(config, backend.stores, backend.bus, backend.master_secret)
     }
 
     fn build(
         config: Arc<Config>,
         stores: Stores,
         bus: Option<crate::cluster::RedisBus>,
+        kept_secret: Option<crate::config::Secret>,
     ) -> Result<Self, SetupError> {
         let instance = config.cluster.instance_id_or_random();
         // The process's meter provider (the binary installs the exporters before this; without
         // them the instruments are no-ops).
         let meter = opentelemetry::global::meter("mediator");
         let backend = match config.storage.backend {
+            crate::config::StorageBackend::Embedded => "embedded",
             crate::config::StorageBackend::Memory => "memory",
             crate::config::StorageBackend::Redis => "redis",
         };
@@ -232,7 +234,8 @@ impl Mediator {
             bus,
             config.cluster.live_lease_ms,
         );
-        let keys = KeyRing::new(&config.master_secret)?;
+        // A configured secret always wins; else the one kept in the data directory, else random.
+        let keys = KeyRing::new(kept_secret.as_ref().unwrap_or(&config.master_secret))?;
         let endpoints = [
             config.public_http_endpoint.as_str(),
             config.public_ws_endpoint.as_str(),

@@ -27,7 +27,9 @@ use tracing::{info, warn};
 use crate::{
     cluster::RedisBus,
     config::{redact_url, Config, StorageBackend},
+    datadir::DataDir,
 };
+use mediator_store_embedded::EmbeddedStores;
 
 /// The stores could not be opened.
 #[derive(Debug, Error)]
@@ -50,6 +52,21 @@ pub enum StorageError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The data directory could not be used.
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    /// The embedded store could not be opened (another process holds it, or its files).
+    #[error("the embedded store in {} could not be opened", path.display())]
+    Embedded {
+        /// The data directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: mediator_store_embedded::OpenError,
+    },
+    /// The task opening the embedded store panicked or was cancelled.
+    #[error("opening the embedded store stopped")]
+    Opening(#[source] tokio::task::JoinError),
     /// Redis may evict keys: queued messages would be lost silently.
     #[error(
         "Redis at {url} runs maxmemory-policy {policy}: it may evict queued messages. Set \
@@ -68,13 +85,16 @@ pub enum StorageError {
 pub struct Backend {
     /// The stores.
     pub stores: Stores,
-    /// The bus to other instances; `None` on the single-instance memory backend.
+    /// The bus to other instances; `None` on the single-instance backends.
     pub bus: Option<RedisBus>,
+    /// The master secret kept in the data directory (embedded backend, none configured).
+    pub master_secret: Option<crate::config::Secret>,
 }
 
 /// Opens the stores of `config.storage`.
 pub async fn open(config: &Config) -> Result<Backend, StorageError> {
     match config.storage.backend {
+        StorageBackend::Embedded => open_embedded(config).await,
         StorageBackend::Memory => {
             warn!("storage: in-memory (one instance; connections and queued messages die with it)");
             Ok(Backend {
@@ -85,10 +105,50 @@ pub async fn open(config: &Config) -> Result<Backend, StorageError> {
                     ..Stores::memory_with_limits(config.queue.limits())
                 },
                 bus: None,
+                master_secret: None,
             })
         }
         StorageBackend::Redis => open_redis(config).await,
     }
+}
+
+/// The embedded store in `config.data_dir` (locked for this process), and the master secret
+/// kept there when none is configured.
+async fn open_embedded(config: &Config) -> Result<Backend, StorageError> {
+    let path = config.data_dir.clone();
+    let limits = config.queue.limits();
+    let seen = config.replay.max_ids_per_connection;
+    let keep_secret = config.master_secret.is_empty();
+    // Opening reads (and may recover) the database from disk: off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        let dir = DataDir::create(&path)?;
+        let stores = EmbeddedStores::open(dir.path(), limits, seen).map_err(|source| {
+            StorageError::Embedded {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let master_secret = if keep_secret {
+            let (secret, generated) = dir.master_secret()?;
+            let file = dir.path().join(crate::datadir::SECRET_FILE);
+            if generated {
+                warn!(file = %file.display(), "no master_secret configured: generated one and kept it (back it up: every key of this mediator derives from it)");
+            } else {
+                info!(file = %file.display(), "master secret read from the data directory");
+            }
+            Some(secret)
+        } else {
+            None
+        };
+        info!(path = %dir.path().display(), "storage: embedded (SQLite) in the data directory");
+        Ok(Backend {
+            stores: stores.into_stores(),
+            bus: None,
+            master_secret,
+        })
+    })
+    .await
+    .map_err(StorageError::Opening)?
 }
 
 async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
@@ -149,6 +209,7 @@ async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
     Ok(Backend {
         stores,
         bus: Some(bus),
+        master_secret: None,
     })
 }
 

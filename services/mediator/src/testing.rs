@@ -1,5 +1,6 @@
-//! Real mediator processes (this crate's binary) on loopback sharing a Redis, for the process
-//! tests of this crate and the interop tests (kill -9, SIGTERM, file-descriptor limits). Test
+//! Real mediator processes (this crate's binary) on loopback sharing a Redis, or one on the
+//! embedded store, for the process tests of this crate and the interop tests (kill -9, SIGTERM,
+//! file-descriptor limits). Test
 //! support only: everything here panics on failure.
 
 use std::{
@@ -78,11 +79,43 @@ impl MediatorProcess {
         Self::spawn(None, name, redis, prefix, extra, Some(nofile))
     }
 
+    /// A single instance on the embedded store in `data_dir`, listening on `port` (a restart
+    /// on the same directory and port is the same mediator). No master secret is configured:
+    /// the one kept in the data directory is used.
+    pub fn start_embedded_on(
+        port: u16,
+        name: &str,
+        data_dir: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let storage = [
+            ("MEDIATOR_STORAGE__BACKEND", "embedded".to_owned()),
+            ("MEDIATOR_DATA_DIR", data_dir.display().to_string()),
+        ];
+        Self::spawn_with(Some(port), name, &storage, extra, None)
+    }
+
     fn spawn(
         port: Option<u16>,
         name: &str,
         redis: &str,
         prefix: &str,
+        extra: &[(&str, &str)],
+        nofile: Option<u32>,
+    ) -> Self {
+        let storage = [
+            ("MEDIATOR_MASTER_SECRET", SECRET.to_owned()),
+            ("MEDIATOR_STORAGE__BACKEND", "redis".to_owned()),
+            ("MEDIATOR_STORAGE__REDIS__URL", redis.to_owned()),
+            ("MEDIATOR_STORAGE__REDIS__KEY_PREFIX", prefix.to_owned()),
+        ];
+        Self::spawn_with(port, name, &storage, extra, nofile)
+    }
+
+    fn spawn_with(
+        port: Option<u16>,
+        name: &str,
+        storage: &[(&str, String)],
         extra: &[(&str, &str)],
         nofile: Option<u32>,
     ) -> Self {
@@ -110,10 +143,7 @@ impl MediatorProcess {
                 "MEDIATOR_PUBLIC_WS_ENDPOINT",
                 format!("ws://127.0.0.1:{port}"),
             )
-            .env("MEDIATOR_MASTER_SECRET", SECRET)
-            .env("MEDIATOR_STORAGE__BACKEND", "redis")
-            .env("MEDIATOR_STORAGE__REDIS__URL", redis)
-            .env("MEDIATOR_STORAGE__REDIS__KEY_PREFIX", prefix)
+            .envs(storage.iter().map(|(k, v)| (*k, v.as_str())))
             .env("MEDIATOR_CLUSTER__INSTANCE_ID", name)
             .env("MEDIATOR_CLUSTER__LIVE_LEASE_MS", "3000")
             .env("MEDIATOR_PICKUP__REDELIVERY_AFTER_MS", "2000")

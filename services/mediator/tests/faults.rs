@@ -745,3 +745,89 @@ async fn sigterm_closes_live_sockets_so_clients_reconnect_elsewhere_and_lose_not
     );
     assert!(ok && lost.is_empty(), "lost: {lost:?}");
 }
+
+/// One node on the embedded store (no Redis, no master secret configured), kill -9 in the middle
+/// of a stream of Forwards (a few hundred a second) while a live client reads: restarted on the
+/// same data directory, it is the same mediator (same invitation, same routing key, the client's
+/// connection and mediation still there: no new handshake), and every Forward that got a 202 is
+/// delivered. Duplicates (what was in flight when it died) are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_single_embedded_instance_loses_no_accepted_forward() {
+    const N: u64 = 600;
+    let data = tempfile::tempdir().unwrap();
+    let port = mediator::testing::free_port();
+    let mut first = Proc::start_embedded_on(port, "embedded-1", data.path(), &[]);
+    first.ready().await;
+    let (invitation_before, _) = common::invitation(&first.base).await;
+    let mut client = Client::connect_base(&first.base, "didcomm:transport/queue").await;
+    let (routing, recipient) = client.mediation_with_key().await;
+    let mut ws = ws_connect(&first.ws_url()).await;
+    go_live(&client, &mut ws).await;
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let sender = tokio::spawn(send_all(
+        vec![first.base.clone()],
+        routing,
+        *recipient.verkey(),
+        N,
+        Duration::from_millis(2),
+    ));
+    let alive = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        |t| t.counts.len() as u64 >= N / 3,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(alive, "the live socket failed before the kill");
+    first.kill9();
+    drop(ws);
+    let received_before_kill = tally.lock().unwrap().counts.len();
+
+    // The same directory and port, still no secret configured: the same mediator.
+    let second = Proc::start_embedded_on(port, "embedded-2", data.path(), &[]);
+    second.ready().await;
+    let (invitation_after, _) = common::invitation(&second.base).await;
+    assert_eq!(
+        invitation_after, invitation_before,
+        "the invitation changed"
+    );
+    // The client's connection survived (its messages are understood without a handshake), and
+    // so did its mediation: the grant names the same routing key.
+    client.use_base(&second.base);
+    let grant = client.mediate().await;
+    assert_eq!(
+        grant["routing_keys"][0].as_str(),
+        Some(routing.to_did_key().as_str()),
+        "{grant}"
+    );
+    fetch_all(&client, &recipient, &tally).await;
+    let mut ws = ws_connect(&second.ws_url()).await;
+    go_live_recording(&client, &mut ws, Some((&recipient, &tally))).await;
+    let (accepted, refused) = sender.await.unwrap();
+    let all_in = {
+        let accepted = accepted.clone();
+        move |t: &Tally| accepted.iter().all(|s| t.counts.contains_key(s))
+    };
+    let ok = read_live(
+        &client,
+        &recipient,
+        &mut ws,
+        &tally,
+        all_in,
+        Duration::from_secs(60),
+    )
+    .await;
+    let (received, duplicates, lost) = tally.lock().unwrap().against(&accepted);
+    eprintln!(
+        "embedded kill -9: {} accepted ({refused} refusals retried), {received} received \
+         ({received_before_kill} before the kill), lost {}, duplicates {duplicates}",
+        accepted.len(),
+        lost.len(),
+    );
+    assert!(ok, "the restarted instance's socket failed or went silent");
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(accepted.len() as u64, N);
+}

@@ -35,7 +35,11 @@ impl Instance {
         // address): allowed unless `extra` says otherwise.
         let mut env: Vec<(String, String)> = mediator::config::RATE_LIMITS_OFF
             .iter()
-            .chain(&[("MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true")])
+            .chain(&[
+                ("MEDIATOR_DELIVERY__ALLOW_PRIVATE_ENDPOINTS", "true"),
+                // In memory unless `extra` says otherwise (the default, embedded, is on disk).
+                ("MEDIATOR_STORAGE__BACKEND", "memory"),
+            ])
             .chain(extra)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
