@@ -35,8 +35,9 @@
 //! The store itself (`cargo bench -p mediator-store-embedded --bench store`, same machine):
 //! durable adds of 1 KiB messages, 1,100/s with 1 adder, 4,100/s with 16, 8,100/s with 64
 //! (the group commit: one fsync per batch); 1,572 bytes of disk per queued 1 KiB message.
-//! Opening is O(1) in the data (no scan, no index built in memory): see the crate's report for
-//! the figure with 1,000,000 queued messages (`-- million`).
+//! Opening is O(1) in the data (no scan, no index built in memory): with 1,000,000 queued
+//! messages in 1,000 queues (1.57 GB, filled at 8,100 adds/s by 64 adders), open took 1.4 ms
+//! and open plus a first `totals()` 1.7 ms (`-- million`).
 //!
 //! # Durability and the fsync policy
 //!
