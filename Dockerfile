@@ -27,13 +27,19 @@ RUN --mount=type=cache,id=mediator-cargo-registry,target=/usr/local/cargo/regist
     --mount=type=cache,id=mediator-cargo-git,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,id=mediator-target,target=/src/target,sharing=locked \
     cargo build --release --locked -p mediator \
-    && install -D -m 0755 target/release/mediator /out/mediator
+    && install -D -m 0755 target/release/mediator /out/mediator \
+    && install -d -m 0700 /out/data
 
 FROM ${RUNTIME_IMAGE} AS runtime
 COPY --from=build /out/mediator /usr/local/bin/mediator
+# A single node without Redis keeps its data (the embedded store, the generated master secret)
+# here: mount a volume on it. Compose and the Kubernetes manifests run the Redis backend.
+COPY --from=build --chown=10001:10001 /out/data /var/lib/mediator
 # Reachable from outside the container (the built-in defaults bind 127.0.0.1 and no metrics).
 ENV MEDIATOR_LISTEN=0.0.0.0:3000 \
-    MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN=0.0.0.0:9464
+    MEDIATOR_TELEMETRY__PROMETHEUS__LISTEN=0.0.0.0:9464 \
+    MEDIATOR_DATA_DIR=/var/lib/mediator
+VOLUME /var/lib/mediator
 # 3000: DIDComm over HTTP POST and WebSocket, /healthz, /readyz, /invitation. 9464: /metrics.
 EXPOSE 3000 9464
 # Numeric, so that Kubernetes' runAsNonRoot can check it without an /etc/passwd entry.
