@@ -373,17 +373,21 @@ pub async fn invitation_connection(
 /// Waits for the recipient's side of its connection with `sender_label` to complete (the
 /// sender's `complete` is forwarded through the cluster).
 pub async fn recipient_connected(recipient: &mut Recipient, sender_label: &str) -> Result<()> {
+    agent_connected(&mut recipient.agent, sender_label).await
+}
+
+/// Waits for `agent`'s side of its connection with `sender_label` to complete.
+pub async fn agent_connected(agent: &mut CredoAgent, sender_label: &str) -> Result<()> {
     let deadline = Instant::now() + STATE_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let event = recipient
-            .agent
+        let event = agent
             .next_event("connectionState", left)
             .await
             .with_context(|| {
                 format!(
                     "{}: its connection with {sender_label} completes",
-                    recipient.agent.name()
+                    agent.name()
                 )
             })?;
         if event["state"] == "completed" && event["theirLabel"] == sender_label {
@@ -403,6 +407,8 @@ pub struct Received<'a> {
     pub unique: BTreeSet<String>,
     /// Each delivery of a message already received.
     pub duplicates: Vec<String>,
+    /// The DIDComm message ids each content arrived under, one per delivery.
+    pub ids: BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Received<'a> {
@@ -413,6 +419,7 @@ impl<'a> Received<'a> {
             forbidden: None,
             unique: BTreeSet::new(),
             duplicates: Vec::new(),
+            ids: BTreeMap::new(),
         }
     }
 
@@ -433,11 +440,13 @@ impl<'a> Received<'a> {
     /// Takes the agent's next basic message (waiting until `deadline`).
     pub async fn take_one(&mut self, agent: &mut CredoAgent, deadline: Instant) -> Result<()> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let content = agent
-            .collect_basic_messages(1, left)
-            .await?
-            .pop()
-            .unwrap_or_default();
+        let (content, id) = agent.next_basic_message(left).await.with_context(|| {
+            format!(
+                "{}: waiting for a basic message ({})",
+                agent.name(),
+                self.summary()
+            )
+        })?;
         if self.forbidden.is_some_and(|f| f.contains(&content)) {
             bail!(
                 "{}: `{content}` was delivered again after it had been acknowledged",
@@ -450,10 +459,30 @@ impl<'a> Received<'a> {
                 agent.name()
             );
         }
+        self.ids.entry(content.clone()).or_default().push(id);
         if !self.unique.insert(content.clone()) {
             self.duplicates.push(content);
         }
         Ok(())
+    }
+
+    /// Deliveries of a DIDComm message (one id) received before: what the mediator delivered
+    /// again. (A content received under two ids was sent twice: see [`Received::resent`].)
+    pub fn redeliveries(&self) -> usize {
+        self.ids
+            .values()
+            .map(|ids| ids.len() - ids.iter().collect::<BTreeSet<_>>().len())
+            .sum()
+    }
+
+    /// The contents received under more than one DIDComm message id: sent twice by the sender
+    /// (a send that failed after the mediator had taken it, sent again).
+    pub fn resent(&self) -> Vec<&str> {
+        self.ids
+            .iter()
+            .filter(|(_, ids)| ids.iter().collect::<BTreeSet<_>>().len() > 1)
+            .map(|(content, _)| content.as_str())
+            .collect()
     }
 
     /// Takes basic messages until every expected one has arrived.
@@ -618,6 +647,103 @@ pub async fn credo_send_all(
             })?;
     }
     Ok(())
+}
+
+/// What [`credo_send_retrying`] did.
+#[derive(Debug, Clone, Default)]
+pub struct SendTally {
+    /// The contents whose send credo reported done (every one, once the sender returns).
+    pub accepted: Vec<String>,
+    /// Each failed send (content and credo's error), in order: the content was sent again.
+    pub failures: Vec<(String, String)>,
+}
+
+/// How a test steers [`credo_send_retrying`] and follows it.
+#[derive(Debug)]
+pub struct SendControl {
+    /// The sender sends content `i` (from 0) once this is above `i`: the test raises it (to keep
+    /// the sender a few messages ahead of the recipient, say, then let it go).
+    pub allowed: tokio::sync::watch::Receiver<usize>,
+    /// What the sender did so far, updated after every send.
+    pub progress: tokio::sync::watch::Sender<SendTally>,
+}
+
+/// Sends `contents` from a credo sender on `connection`, one after the other; a send that fails
+/// (the mediator is down: credo's HTTP POST is refused or cut) is sent again once `ready_url`
+/// (the mediator's `/readyz`) answers 2xx, until `limit` has passed. A content counts as accepted
+/// when credo's send returned OK; one whose send failed may still have been taken by the
+/// mediator before it died, so the recipient may get it twice (under two message ids). With
+/// `control`, each send waits until the test allows it, and the progress is published.
+pub async fn credo_send_retrying(
+    sender: &mut CredoAgent,
+    connection: &str,
+    contents: &[String],
+    ready_url: &str,
+    limit: Duration,
+    mut control: Option<SendControl>,
+) -> Result<SendTally> {
+    let deadline = Instant::now() + limit;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let mut tally = SendTally::default();
+    for (n, content) in contents.iter().enumerate() {
+        if let Some(control) = control.as_mut() {
+            tokio::time::timeout_at(deadline, control.allowed.wait_for(|allowed| *allowed > n))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "{}: not allowed to send message {} within {limit:?}",
+                        sender.name(),
+                        n + 1
+                    )
+                })?
+                .map_err(|_| anyhow!("the test stopped steering the sender"))?;
+        }
+        loop {
+            let sent = sender.send_message(connection, content).await;
+            let failed = match sent {
+                Ok(()) => {
+                    tally.accepted.push(content.clone());
+                    None
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    tally.failures.push((content.clone(), error.clone()));
+                    Some(error)
+                }
+            };
+            if let Some(control) = control.as_ref() {
+                control.progress.send_replace(tally.clone());
+            }
+            let Some(error) = failed else {
+                break;
+            };
+            ensure!(
+                Instant::now() < deadline,
+                "{}: message {} of {} not sent within {limit:?} ({} failed sends); last error: \
+                 {error}",
+                sender.name(),
+                n + 1,
+                contents.len(),
+                tally.failures.len()
+            );
+            let http = &http;
+            wait_until(
+                &format!("{ready_url} ready again (to send `{content}` again)"),
+                deadline.saturating_duration_since(Instant::now()),
+                || async move {
+                    let status = http.get(ready_url).send().await.map(|r| r.status());
+                    Ok((
+                        status.as_ref().is_ok_and(|s| s.is_success()),
+                        format!("{status:?}"),
+                    ))
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(tally)
 }
 
 /// What one round of messages did: what the recipient received and the increments of each

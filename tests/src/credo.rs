@@ -679,6 +679,16 @@ impl CredoAgent {
         }
     }
 
+    /// The next basic message: its content and its DIDComm message id (the same id twice is
+    /// one message delivered twice; the same content under two ids, a message sent twice).
+    pub async fn next_basic_message(&mut self, limit: Duration) -> Result<(String, String)> {
+        let event = self.next_event("basicMessage", limit).await?;
+        Ok((
+            event["content"].as_str().unwrap_or_default().to_string(),
+            event["messageId"].as_str().unwrap_or_default().to_string(),
+        ))
+    }
+
     /// Waits for `n` basic messages in all (counting ones already received and not taken) and
     /// returns their contents in arrival order.
     pub async fn collect_basic_messages(
