@@ -92,5 +92,6 @@ impl Drop for JsonPeer {
 pub mod acapy;
 pub mod cluster;
 pub mod credo;
+pub mod embedded;
 pub mod our_mediator;
 pub mod proxy;
