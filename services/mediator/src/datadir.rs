@@ -36,6 +36,13 @@ pub enum DataDirError {
     /// The path exists and is not a directory.
     #[error("data directory {0} is not a directory")]
     NotADirectory(PathBuf),
+    /// The directory holds a store but not the secret its keys came from: a new secret would
+    /// make every stored connection unusable and change the invitation and routing key.
+    #[error(
+        "{0} is missing but the data directory holds a store made with it: restore the file from \
+         a backup, or configure the master_secret it was made with"
+    )]
+    SecretMissing(PathBuf),
     /// The kept secret is not one this mediator wrote (too short, or not text).
     #[error(
         "{0} does not hold a master secret (at least 32 characters); remove it only if no client \
@@ -98,9 +105,9 @@ impl DataDir {
         &self.path
     }
 
-    /// The master secret kept here, generated and kept on the first call; `true` when it was
-    /// generated now.
-    pub fn master_secret(&self) -> Result<(Secret, bool), DataDirError> {
+    /// The master secret kept here, generated and kept when there is none and `may_generate`
+    /// (the directory holds no data made with another one); `true` when it was generated now.
+    pub fn master_secret(&self, may_generate: bool) -> Result<(Secret, bool), DataDirError> {
         let file = self.path.join(SECRET_FILE);
         match fs::read(&file) {
             Ok(bytes) => {
@@ -111,6 +118,9 @@ impl DataDir {
                     return Err(DataDirError::BadSecret(file));
                 }
                 Ok((Secret::new(secret), false))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !may_generate => {
+                Err(DataDirError::SecretMissing(file))
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let secret = random_secret()?;
@@ -169,10 +179,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("nested/data");
         let dir = DataDir::create(&path).unwrap();
-        let (first, generated) = dir.master_secret().unwrap();
+        let (first, generated) = dir.master_secret(true).unwrap();
         assert!(generated);
         assert_eq!(first.expose().len(), 64);
-        let (again, generated) = DataDir::create(&path).unwrap().master_secret().unwrap();
+        let (again, generated) = DataDir::create(&path)
+            .unwrap()
+            .master_secret(false)
+            .unwrap();
         assert!(!generated);
         assert_eq!(first.expose(), again.expose());
         #[cfg(unix)]
@@ -196,9 +209,16 @@ mod tests {
         fs::write(root.path().join(SECRET_FILE), "short").unwrap();
         let err = DataDir::create(root.path())
             .unwrap()
-            .master_secret()
+            .master_secret(true)
             .unwrap_err();
         assert!(matches!(err, DataDirError::BadSecret(_)), "{err}");
+        // No secret kept, and data made with one: refused rather than a new identity.
+        let other = tempfile::tempdir().unwrap();
+        let err = DataDir::create(other.path())
+            .unwrap()
+            .master_secret(false)
+            .unwrap_err();
+        assert!(matches!(err, DataDirError::SecretMissing(_)), "{err}");
         let file = root.path().join("plain-file");
         fs::write(&file, "x").unwrap();
         let err = DataDir::create(&file).unwrap_err();

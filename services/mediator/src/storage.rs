@@ -122,14 +122,15 @@ async fn open_embedded(config: &Config) -> Result<Backend, StorageError> {
     // Opening reads (and may recover) the database from disk: off the runtime's threads.
     tokio::task::spawn_blocking(move || {
         let dir = DataDir::create(&path)?;
-        let stores = EmbeddedStores::open(dir.path(), limits, seen).map_err(|source| {
-            StorageError::Embedded {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        // A store from an earlier start was made with the keys of the secret kept then.
+        let fresh = !dir
+            .path()
+            .join(mediator_store_embedded::DATABASE_FILE)
+            .exists();
+        // The secret before the store: a first start that dies between the two leaves a secret
+        // and no store (fine), never a store without its secret.
         let master_secret = if keep_secret {
-            let (secret, generated) = dir.master_secret()?;
+            let (secret, generated) = dir.master_secret(fresh)?;
             let file = dir.path().join(crate::datadir::SECRET_FILE);
             if generated {
                 warn!(file = %file.display(), "no master_secret configured: generated one and kept it (back it up: every key of this mediator derives from it)");
@@ -140,6 +141,12 @@ async fn open_embedded(config: &Config) -> Result<Backend, StorageError> {
         } else {
             None
         };
+        let stores = EmbeddedStores::open(dir.path(), limits, seen).map_err(|source| {
+            StorageError::Embedded {
+                path: path.clone(),
+                source,
+            }
+        })?;
         info!(path = %dir.path().display(), "storage: embedded (SQLite) in the data directory");
         Ok(Backend {
             stores: stores.into_stores(),

@@ -35,6 +35,13 @@ struct Bare {
 impl Bare {
     /// Starts it (its log in `dir/mediator-<run>.log`) and waits until `/readyz` answers.
     async fn start(dir: &Path, port: u16, run: usize) -> Self {
+        let mut bare = Self::spawn(dir, port, run);
+        bare.ready().await;
+        bare
+    }
+
+    /// Starts it, without waiting for anything.
+    fn spawn(dir: &Path, port: u16, run: usize) -> Self {
         let log = dir.join(format!("mediator-{run}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -59,13 +66,28 @@ impl Bare {
             .stderr(err)
             .spawn()
             .expect("start the mediator binary");
-        let mut bare = Self {
+        Self {
             child: Some(child),
             base,
             log,
-        };
-        bare.ready().await;
-        bare
+        }
+    }
+
+    /// Waits (up to 30 s) for it to exit by itself; its exit status.
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after 30 s; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     async fn ready(&mut self) {
@@ -250,4 +272,28 @@ async fn a_restart_with_no_configuration_keeps_the_invitation_and_the_routing_ke
         );
     }
     eprintln!("SIGTERM and kill -9 restarts: the same invitation, routing key and secret");
+}
+
+/// The kept secret lost while the store is still there: the mediator refuses to start rather
+/// than take a new identity (a new invitation and routing key, and every stored connection's
+/// keys gone), and says what to do.
+#[tokio::test]
+async fn a_store_whose_secret_is_gone_is_refused_not_given_a_new_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = Bare::start(dir.path(), port, 1).await;
+    first.sigterm();
+    std::fs::remove_file(dir.path().join("data/master_secret")).unwrap();
+    let mut second = Bare::spawn(dir.path(), port, 2);
+    let status = second.exit_status();
+    let log = second.log_text();
+    assert!(!status.success(), "it started without its secret:\n{log}");
+    assert!(
+        log.contains("master_secret is missing but the data directory holds a store"),
+        "{log}"
+    );
+    assert!(
+        !dir.path().join("data/master_secret").exists(),
+        "a new secret was written"
+    );
 }
