@@ -8,9 +8,12 @@
 
 mod common;
 
-use std::{collections::HashSet, sync::OnceLock, time::Duration};
+use std::{collections::HashSet, sync::OnceLock};
 
-use common::{forward_for, open_ws, Client, Instance, Ws};
+use common::{
+    cluster::{go_live, routed_everywhere, wait_for},
+    forward_for, open_ws, Client, Instance,
+};
 use mediator::config::Config;
 use mediator_store::ConnectionId;
 use mediator_store_redis::{deadpool_redis::redis, testing::RedisCluster};
@@ -53,48 +56,6 @@ async fn instance_with_seeds(seeds: &[String], prefix: &str, name: &str) -> Inst
 
 async fn instance(prefix: &str, name: &str) -> Instance {
     instance_with_seeds(&cluster().urls(), prefix, name).await
-}
-
-/// Waits for a condition on in-process state (re-checked every 10 ms, 10 s at most).
-async fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within 10 s: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn go_live(client: &Client, ws: &mut Ws) {
-    let change = Client::msg(
-        "messagepickup/2.0/live-delivery-change",
-        json!({"live_delivery": true}),
-    );
-    client.ws_send(ws, &change).await;
-    let st = client.ws_next(ws).await;
-    assert_eq!(st["live_delivery"], true, "{st}");
-}
-
-/// Every instance's routing cache says `holder` holds `conn`.
-async fn routed_everywhere(instances: &[&Instance], conn: &ConnectionId, holder: &str) {
-    for i in instances {
-        wait_for(
-            || {
-                i.mediator
-                    .cluster()
-                    .routes()
-                    .get(conn)
-                    .is_some_and(|h| h.instance == holder)
-            },
-            &format!(
-                "{} routes {conn} to {holder}",
-                i.mediator.cluster().instance_id()
-            ),
-        )
-        .await;
-    }
 }
 
 /// The index (in `cluster().nodes()`) of the node holding `key`, asked of each node itself over

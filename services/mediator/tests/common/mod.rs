@@ -2,6 +2,7 @@
 //! agents do (DID exchange, mediation, forward, pickup), for the protocol tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod process;
 pub mod raw;
 
