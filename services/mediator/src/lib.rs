@@ -77,7 +77,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     server::log_listening(addr);
     info!(
-        invitation = %mediator.invitation(false).url(),
+        invitation = %mediator.invitation(false).short_url(),
         routing_key = %mediator.keys().routing_key().verkey_base58(),
         "mediator ready"
     );
