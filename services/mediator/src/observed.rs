@@ -29,7 +29,7 @@ const DURATION_BUCKETS: [f64; 14] = [
 ];
 
 /// Every operation name the probes use (the `operation` attribute).
-const OPERATIONS: [&str; 32] = [
+const OPERATIONS: [&str; 34] = [
     "connections.delete",
     "connections.find_by_my_verkey",
     "connections.find_by_their_verkey",
@@ -37,6 +37,7 @@ const OPERATIONS: [&str; 32] = [
     "connections.get",
     "connections.insert",
     "connections.sweep_expired",
+    "connections.list_ids",
     "connections.update",
     "mediation.connection_for_key",
     "mediation.delete",
@@ -55,6 +56,7 @@ const OPERATIONS: [&str; 32] = [
     "queue.sweep_expired",
     "queue.take",
     "queue.totals",
+    "queue.restore",
     "queue.unlease",
     "registry.all",
     "registry.close",
@@ -215,6 +217,16 @@ impl ConnectionStore for Observed<dyn ConnectionStore> {
     async fn sweep_expired(&self, max: usize) -> Result<u64> {
         self.probe
             .run("connections.sweep_expired", self.inner.sweep_expired(max))
+            .await
+    }
+
+    async fn list_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        self.probe
+            .run("connections.list_ids", self.inner.list_ids(after, limit))
             .await
     }
 }
@@ -406,6 +418,16 @@ impl MessageQueue for Observed<dyn MessageQueue> {
 
     async fn totals(&self) -> Result<QueueTotals> {
         self.probe.run("queue.totals", self.inner.totals()).await
+    }
+
+    async fn restore(
+        &self,
+        connection_id: &ConnectionId,
+        messages: &[QueuedMessage],
+    ) -> Result<()> {
+        self.probe
+            .run("queue.restore", self.inner.restore(connection_id, messages))
+            .await
     }
 }
 

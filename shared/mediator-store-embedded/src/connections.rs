@@ -312,4 +312,26 @@ impl ConnectionStore for EmbeddedConnectionStore {
             })
             .await
     }
+
+    async fn list_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        let after = after.map(|a| a.as_str().to_owned());
+        self.db
+            .read(move |tx| {
+                tx.prepare_cached(
+                    "SELECT id FROM connections WHERE (expires_at_ms IS NULL OR expires_at_ms > ?1) \
+                     AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3",
+                )
+                .map_err(sql)?
+                .query_map(params![int(unix_ms_now()), after, int_usize(limit)], |r| {
+                    r.get::<_, String>(0).map(ConnectionId::from)
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(sql)
+            })
+            .await
+    }
 }

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use didcomm_envelope::VerKey;
 use mediator_store::{
-    unix_ms_now, ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus,
+    unix_ms_now, ConnectionId, Entity, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus,
     QueueTotals, QueuedMessage, Result, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -653,6 +653,78 @@ impl MessageQueue for EmbeddedMessageQueue {
                 },
                 expired,
             ))
+        })
+        .await
+    }
+
+    /// One durable commit for the whole batch (offline: `mediator copy`).
+    async fn restore(
+        &self,
+        connection_id: &ConnectionId,
+        messages: &[QueuedMessage],
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let cid = connection_id.clone();
+        let messages: Vec<(MessageId, Vec<u8>, Bytes, u64, u32)> = messages
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    encode_keys(&m.recipient_keys),
+                    m.payload.clone(),
+                    m.received_at_ms,
+                    m.deliveries,
+                )
+            })
+            .collect();
+        self.write(true, move |conn, expiry| {
+            let expired = expire_queue(conn, &cid, expiry.cutoff(unix_ms_now()))?;
+            let mut given = std::collections::HashSet::new();
+            for (id, ..) in &messages {
+                let known = conn
+                    .prepare_cached("SELECT 1 FROM messages WHERE id = ?1")
+                    .map_err(sql)?
+                    .exists([id.as_str()])
+                    .map_err(sql)?;
+                if known || !given.insert(id) {
+                    return Err(StoreError::Conflict {
+                        what: Entity::Message(id.clone()),
+                    });
+                }
+            }
+            let (mut bytes, mut newest) = (0u64, 0u64);
+            for (id, keys, payload, received, deliveries) in &messages {
+                let len = int_usize(payload.len());
+                conn.prepare_cached(
+                    "INSERT INTO messages (connection_id, id, received_ms, leased_until_ms, deliveries, len, keys) \
+                     VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![cid.as_str(), id.as_str(), int(*received), deliveries, len, keys])
+                })
+                .map_err(sql)?;
+                let seq = conn.last_insert_rowid();
+                conn.prepare_cached("INSERT INTO payloads (seq, data) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![seq, &payload[..]]))
+                    .map_err(sql)?;
+                bytes = bytes.saturating_add(len);
+                newest = newest.max(int(*received));
+            }
+            let oldest = int(messages[0].3);
+            conn.prepare_cached(
+                "INSERT INTO queues (connection_id, messages, bytes, oldest_ms, newest_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (connection_id) DO UPDATE SET \
+                 messages = messages + ?2, bytes = bytes + ?3, newest_ms = max(newest_ms, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![cid.as_str(), int_usize(messages.len()), bytes, oldest, newest])
+            })
+            .map_err(sql)?;
+            // Messages already past their age go now, as any expired message.
+            let now_expired = expire_queue(conn, &cid, expiry.cutoff(unix_ms_now()))?;
+            Ok(((), expired + now_expired))
         })
         .await
     }

@@ -257,4 +257,40 @@ impl ConnectionStore for RedisConnectionStore {
         let mut conn = self.connection().await?;
         call.invoke_async(&mut conn).await.map_err(error::redis)
     }
+
+    /// Reads the whole record set (HKEYS, then the expired ids by the server's clock) and
+    /// sorts it: O(records) per page, for offline use only (`mediator copy`). Not one atomic step.
+    async fn list_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.connection().await?;
+        let mut ids: Vec<String> = redis::cmd("HKEYS")
+            .arg(&self.keys.records)
+            .query_async(&mut conn)
+            .await
+            .map_err(error::redis)?;
+        ids.retain(|id| after.is_none_or(|after| id.as_str() > after.as_str()));
+        let (secs, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut conn)
+            .await
+            .map_err(error::redis)?;
+        let now = secs * 1000 + micros / 1000;
+        let expired: std::collections::HashSet<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&self.keys.expiring)
+            .arg("-inf")
+            .arg(now)
+            .query_async(&mut conn)
+            .await
+            .map_err(error::redis)?;
+        ids.retain(|id| !expired.contains(id));
+        ids.sort_unstable();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids.into_iter().map(ConnectionId::from).collect())
+    }
 }

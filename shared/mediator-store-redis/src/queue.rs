@@ -23,8 +23,8 @@ use bytes::Bytes;
 use deadpool_redis::redis::{self, Script, Value};
 use didcomm_envelope::VerKey;
 use mediator_store::{
-    Announcement, ConnectionId, MessageId, MessageQueue, QueueCap, QueueLimits, QueueStatus,
-    QueueTotals, QueuedMessage, Result, StoreError,
+    Announcement, ConnectionId, Entity, MessageId, MessageQueue, QueueCap, QueueLimits,
+    QueueStatus, QueueTotals, QueuedMessage, Result, StoreError,
 };
 
 use crate::{
@@ -58,6 +58,7 @@ static REMOVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/queue_remove.lua")));
 static EXPIRE: LazyLock<Script> = queue_script!("queue_expire.lua");
 static TOTALS: LazyLock<Script> = queue_script!("queue_totals.lua");
+static RESTORE: LazyLock<Script> = queue_script!("queue_restore.lua");
 
 /// Message queues in Redis. Clones share the pool and the counters (cheap to clone).
 #[derive(Clone)]
@@ -635,6 +636,53 @@ impl MessageQueue for RedisMessageQueue {
                 return Ok(totals);
             }
             cursor = next;
+        }
+    }
+
+    /// One script for the whole batch, after listing the queue in the index (its own command:
+    /// on a cluster the index is in another slot). Offline only (`mediator copy`).
+    async fn restore(
+        &self,
+        connection_id: &ConnectionId,
+        messages: &[QueuedMessage],
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.connection().await?;
+        redis::cmd("SADD")
+            .arg(&*self.index)
+            .arg(connection_id.as_str())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(error::redis)?;
+        let mut call = self.invoke(&RESTORE, connection_id);
+        call.arg("").arg(messages.len());
+        for message in messages {
+            let keys: Vec<String> = message.recipient_keys.iter().map(stored_key).collect();
+            call.arg(message.id.as_str())
+                .arg(&message.payload[..])
+                .arg(keys.join(","))
+                .arg(message.received_at_ms)
+                .arg(message.deliveries);
+        }
+        let (code, value): (i64, Value) =
+            call.invoke_async(&mut conn).await.map_err(error::redis)?;
+        match code {
+            0 => {
+                self.count_expired(redis::from_redis_value(value).map_err(error::parsing)?);
+                Ok(())
+            }
+            1 => {
+                let id: String = redis::from_redis_value(value).map_err(error::parsing)?;
+                Err(StoreError::Conflict {
+                    what: Entity::Message(MessageId::from(id)),
+                })
+            }
+            code => Err(error::reply(ReplyError::UnknownCode {
+                script: "queue restore",
+                code,
+            })),
         }
     }
 }

@@ -172,6 +172,17 @@ pub trait ConnectionStore: Send + Sync + std::fmt::Debug {
     /// background task: expired records are already invisible to every other operation, this
     /// only gives their memory back. Never removes a record that has not expired.
     async fn sweep_expired(&self, max: usize) -> Result<u64>;
+
+    /// Up to `limit` ids of records that exist (not expired), in ascending order of their text
+    /// (byte order), starting after `after` (`None`: from the first). A page shorter than `limit`
+    /// is the last. For offline and background use only (`mediator copy` walks every record with
+    /// it): a backend may read its whole record set to answer, never a request path. Records
+    /// written or deleted while the pages are read may or may not be listed.
+    async fn list_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>>;
 }
 
 #[cfg(test)]

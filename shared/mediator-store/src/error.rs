@@ -10,7 +10,7 @@ use std::fmt;
 use didcomm_envelope::VerKey;
 use thiserror::Error;
 
-use crate::ids::ConnectionId;
+use crate::ids::{ConnectionId, MessageId};
 
 /// A boxed error from a backend (a Redis client error, an I/O error...).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -104,6 +104,9 @@ pub enum Entity {
     ConnectionWithMyVerkey(VerKey),
     /// A connection whose handshake thread is this id (unique across connections).
     ConnectionWithThread(String),
+    /// A queued message, by id ([`MessageQueue::restore`](crate::MessageQueue::restore) of an id
+    /// already queued).
+    Message(MessageId),
 }
 
 impl fmt::Display for Entity {
@@ -112,6 +115,7 @@ impl fmt::Display for Entity {
             Self::Connection(id) => write!(f, "connection {id}"),
             Self::ConnectionWithMyVerkey(key) => write!(f, "connection with my_verkey {key}"),
             Self::ConnectionWithThread(thid) => write!(f, "connection with thread_id {thid:?}"),
+            Self::Message(id) => write!(f, "queued message {id}"),
         }
     }
 }

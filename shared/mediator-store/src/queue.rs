@@ -246,4 +246,19 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
     /// background sampler (the queue depth metrics), never a request path. Not a snapshot of one
     /// instant on a shared backend: queues change while they are counted.
     async fn totals(&self) -> Result<QueueTotals>;
+
+    /// Appends `messages` (a copy of another store's queue, oldest first) to `connection_id`'s
+    /// queue, keeping each one's id, recipient keys, payload, `received_at_ms` and `deliveries`,
+    /// in the order given, after the messages already there; none is in flight (a lease belongs
+    /// to a session of the store it was copied from). Their `connection_id` is ignored. One
+    /// atomic step. The backend's caps are not applied (a copy must not drop a message); its
+    /// message age limit is, as for any message (one already past it is stored, and at once
+    /// expired). A message whose `received_at_ms` is earlier than the queue's newest keeps it,
+    /// and still comes after that one (FIFO is by arrival in this queue).
+    ///
+    /// Fails with [`StoreError::Conflict`](crate::StoreError::Conflict) naming an id that is
+    /// already queued (in this queue; the durable backend: in any queue) or given twice, and
+    /// then stores nothing. For offline use (`mediator copy`), never a request path.
+    async fn restore(&self, connection_id: &ConnectionId, messages: &[QueuedMessage])
+        -> Result<()>;
 }

@@ -828,3 +828,60 @@ pub async fn sweep_removes_expired_records_up_to_max(store: Arc<dyn ConnectionSt
             .expect("insert: identities of a swept record must be free");
     }
 }
+
+/// Every existing record is listed once by `list_ids`, pages in ascending order of the id's text,
+/// each page after the id given; an expired record is not listed. (Other records the store may
+/// hold are ignored: only this check's ids are compared.)
+pub async fn list_ids_pages_every_record_in_order(store: Arc<dyn ConnectionStore>) {
+    let mut mine = Vec::new();
+    for _ in 0..7 {
+        let record = sample();
+        insert(&*store, &record).await;
+        mine.push(record.id);
+    }
+    let expired = ConnectionRecord {
+        expires_at_ms: Some(unix_ms_now() - 1),
+        ..sample()
+    };
+    insert(&*store, &expired).await;
+    mine.sort();
+
+    let mut listed = Vec::new();
+    let mut after: Option<ConnectionId> = None;
+    loop {
+        let page = store
+            .list_ids(after.as_ref(), 3)
+            .await
+            .expect("list_ids failed");
+        assert!(page.len() <= 3, "list_ids: a page longer than its limit");
+        for id in &page {
+            if let Some(after) = &after {
+                assert!(
+                    id.as_str() > after.as_str(),
+                    "list_ids: {id} listed in a page after {after}, out of order or repeated"
+                );
+            }
+            after = Some(id.clone());
+        }
+        let last = page.len() < 3;
+        listed.extend(page);
+        if last {
+            break;
+        }
+    }
+    assert!(
+        !listed.contains(&expired.id),
+        "list_ids: an expired record was listed"
+    );
+    let listed_mine: Vec<ConnectionId> =
+        listed.into_iter().filter(|id| mine.contains(id)).collect();
+    assert_eq!(
+        listed_mine, mine,
+        "list_ids: the pages do not list every record once, in order"
+    );
+    assert_eq!(
+        store.list_ids(None, 0).await.expect("list_ids failed"),
+        Vec::<ConnectionId>::new(),
+        "list_ids: a page of limit 0 must be empty"
+    );
+}

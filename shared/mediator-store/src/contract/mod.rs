@@ -128,6 +128,7 @@ macro_rules! __connection_store_checks {
                 update_and_expired_records,
                 update_without_expiry_makes_record_permanent,
                 sweep_removes_expired_records_up_to_max,
+                list_ids_pages_every_record_in_order,
             ],
             $($args)*
         }
@@ -193,6 +194,7 @@ macro_rules! __message_queue_checks {
                 lease_ids_hands_out_only_waiting_messages,
                 concurrent_leases_never_share_a_message,
                 totals_count_every_queue,
+                restore_keeps_messages_as_given,
             ],
             $($args)*
         }
@@ -283,6 +285,7 @@ macro_rules! __message_queue_limit_checks {
                 cap_on_bytes_refuses_and_stores_nothing,
                 expired_messages_are_removed_and_counted,
                 expired_messages_hold_no_place_under_the_caps,
+                restore_is_not_capped,
             ],
             $($args)*
         }

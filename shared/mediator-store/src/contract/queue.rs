@@ -1287,3 +1287,158 @@ pub async fn totals_count_every_queue(store: Arc<dyn MessageQueue>) {
         "totals: after removing 2 messages, one queue of 1 (3 bytes) is left"
     );
 }
+
+fn copied(
+    conn: &ConnectionId,
+    id: MessageId,
+    keys: &[VerKey],
+    payload: &[u8],
+    received_at_ms: u64,
+    deliveries: u32,
+) -> QueuedMessage {
+    QueuedMessage {
+        id,
+        connection_id: conn.clone(),
+        recipient_keys: keys.to_vec(),
+        payload: Bytes::copy_from_slice(payload),
+        received_at_ms,
+        deliveries,
+    }
+}
+
+/// `restore` keeps every field of the messages given (ids, keys, payload, received time,
+/// deliveries) and their order, after the messages already queued; none is in flight; an id
+/// already queued, or given twice, is a conflict that stores nothing.
+pub async fn restore_keeps_messages_as_given(store: Arc<dyn MessageQueue>) {
+    let (conn, other) = (ConnectionId::generate(), ConnectionId::generate());
+    let (k1, k2) = (random_key(), random_key());
+    let before = add(&*store, &conn, &[k1], b"already here").await;
+    let now = unix_ms_now();
+    let given = vec![
+        copied(
+            &other,
+            MessageId::generate(),
+            &[k1, k2],
+            b"\x00first\xff",
+            now - 5_000,
+            2,
+        ),
+        copied(
+            &other,
+            MessageId::generate(),
+            &[k2],
+            b"second",
+            now - 5_000,
+            0,
+        ),
+        copied(&other, MessageId::generate(), &[], b"", now - 1_000, 1),
+    ];
+    store.restore(&conn, &given).await.expect("restore failed");
+
+    let held = take_all(&*store, &conn).await;
+    assert_eq!(held.len(), 4, "restore: not every message is queued");
+    assert_eq!(
+        held[0].id, before,
+        "restore: the message already queued must stay first"
+    );
+    for (got, want) in held[1..].iter().zip(&given) {
+        let want = QueuedMessage {
+            connection_id: conn.clone(),
+            ..want.clone()
+        };
+        assert_eq!(
+            got, &want,
+            "restore: a message was not kept as given (or out of order)"
+        );
+    }
+    assert_eq!(
+        take_all(&*store, &other).await,
+        vec![],
+        "restore: the messages' own connection_id must be ignored"
+    );
+    let figures = status(&*store, &conn, None).await;
+    assert_eq!(
+        (figures.message_count, figures.in_flight),
+        (4, 0),
+        "restore: restored messages must wait, not be in flight"
+    );
+    let leased = store
+        .lease(&conn, 10, None, 60_000, None)
+        .await
+        .expect("lease failed");
+    assert_eq!(
+        ids(&leased),
+        ids(&held),
+        "restore: lease must hand out every restored message in order"
+    );
+    assert_eq!(
+        leased[1].deliveries, 3,
+        "restore: deliveries must count on from the value kept"
+    );
+
+    let fresh = copied(&conn, MessageId::generate(), &[k1], b"new", now, 0);
+    for batch in [
+        vec![fresh.clone(), given[1].clone()],
+        vec![fresh.clone(), fresh.clone()],
+    ] {
+        let err = store
+            .restore(&conn, &batch)
+            .await
+            .expect_err("restore of an id already queued, or given twice, must fail");
+        assert!(
+            matches!(&err, StoreError::Conflict { .. }),
+            "restore: expected Conflict, got {err:?}"
+        );
+        assert_eq!(
+            store.get(&conn, &fresh.id).await.expect("get failed"),
+            None,
+            "restore: a refused batch must store nothing"
+        );
+    }
+    assert_eq!(
+        take_all(&*store, &conn).await.len(),
+        4,
+        "restore: a refused batch changed the queue"
+    );
+}
+
+/// `restore` does not apply the caps (a copy drops nothing), and an add after it does.
+pub async fn restore_is_not_capped(make: MakeQueue<'_>) {
+    let store = make(QueueLimits {
+        max_messages: Some(2),
+        max_bytes: Some(10),
+        ..limits()
+    })
+    .await;
+    let conn = ConnectionId::generate();
+    let key = random_key();
+    let now = unix_ms_now();
+    let given: Vec<QueuedMessage> = (0..4)
+        .map(|i| {
+            copied(
+                &conn,
+                MessageId::generate(),
+                &[key],
+                b"0123456789",
+                now + i,
+                0,
+            )
+        })
+        .collect();
+    store
+        .restore(&conn, &given)
+        .await
+        .expect("restore over the caps failed");
+    assert_eq!(
+        ids(&take_all(&*store, &conn).await),
+        ids(&given),
+        "restore: a message was dropped"
+    );
+    assert!(
+        store
+            .add(&conn, &[key], Bytes::from_static(b"x"))
+            .await
+            .is_err_and(|e| e.is_queue_full()),
+        "add after a restore over the caps must still be refused"
+    );
+}

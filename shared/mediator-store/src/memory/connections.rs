@@ -229,4 +229,22 @@ impl ConnectionStore for MemoryConnectionStore {
         }
         Ok(removed)
     }
+
+    async fn list_ids(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        let now = unix_ms_now();
+        let state = lock(&self.state, "connection")?;
+        let mut ids: Vec<&ConnectionId> = state
+            .records
+            .values()
+            .filter(|r| !r.is_expired_at(now))
+            .map(|r| &r.id)
+            .filter(|id| after.is_none_or(|after| id.as_str() > after.as_str()))
+            .collect();
+        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(ids.into_iter().take(limit).cloned().collect())
+    }
 }

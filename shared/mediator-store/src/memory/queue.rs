@@ -14,7 +14,7 @@ use didcomm_envelope::VerKey;
 
 use super::lock;
 use crate::{
-    error::{QueueCap, Result, StoreError},
+    error::{Entity, QueueCap, Result, StoreError},
     ids::{ConnectionId, MessageId},
     queue::{MessageQueue, QueueLimits, QueueStatus, QueueTotals, QueuedMessage},
     unix_ms_now,
@@ -436,5 +436,50 @@ impl MessageQueue for MemoryMessageQueue {
             totals.bytes += queue.total_bytes;
         }
         Ok(totals)
+    }
+
+    async fn restore(
+        &self,
+        connection_id: &ConnectionId,
+        messages: &[QueuedMessage],
+    ) -> Result<()> {
+        let now = unix_ms_now();
+        let mut state = lock(&self.state, "message queue")?;
+        self.expire(&mut state, connection_id, now);
+        let mut given = std::collections::HashSet::new();
+        let queued = state.queues.get(connection_id);
+        for message in messages {
+            if !given.insert(&message.id)
+                || queued.is_some_and(|q| q.seq_of.contains_key(&message.id))
+            {
+                return Err(StoreError::Conflict {
+                    what: Entity::Message(message.id.clone()),
+                });
+            }
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let first = state.next_seq;
+        state.next_seq += messages.len() as u64;
+        let queue = state.queues.entry(connection_id.clone()).or_default();
+        for (seq, message) in (first..).zip(messages) {
+            let message = QueuedMessage {
+                connection_id: connection_id.clone(),
+                ..message.clone()
+            };
+            queue.total_bytes += payload_len(&message);
+            queue.seq_of.insert(message.id.clone(), seq);
+            queue.by_seq.insert(
+                seq,
+                Entry {
+                    message,
+                    leased_until_ms: 0,
+                },
+            );
+        }
+        // Messages already past their age go now, as any expired message.
+        self.expire(&mut state, connection_id, now);
+        Ok(())
     }
 }
