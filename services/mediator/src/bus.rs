@@ -41,6 +41,12 @@ pub enum BusError {
     Encode(#[from] serde_json::Error),
 }
 
+/// The channel every instance of the cluster under `prefix` subscribes to while it runs (`mediator
+/// copy` counts its subscribers to find running instances).
+pub(crate) fn events_channel(prefix: &str) -> String {
+    format!("{prefix}live:events")
+}
+
 /// Redis pub/sub between instances: publishing through the pool, subscribing on a connection of
 /// its own (see the module docs for the two transports).
 #[derive(Clone)]
@@ -101,7 +107,12 @@ impl RedisBus {
 
     /// The channel every instance hears (live sessions opened and closed).
     pub(crate) fn events_channel(&self) -> String {
-        format!("{}live:events", self.prefix)
+        events_channel(&self.prefix)
+    }
+
+    /// The pool it publishes through.
+    pub(crate) fn pool(&self) -> &RedisPool {
+        &self.pool
     }
 
     /// The channel only `instance` hears (messages for its live sessions).

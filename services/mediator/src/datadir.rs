@@ -132,6 +132,15 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// Keeps `secret` as this directory's master secret (a directory filled by `mediator copy`
+    /// from a cluster, which runs with a configured secret). Fails if one is kept already.
+    pub fn keep_master_secret(&self, secret: &Secret) -> Result<(), DataDirError> {
+        let file = self.path.join(SECRET_FILE);
+        write_new(&self.path, &file, secret.expose())
+    }
+}
+
 /// 32 random bytes as 64 hex digits.
 fn random_secret() -> Result<String, DataDirError> {
     let key = KeyPair::generate().map_err(|_| DataDirError::Random)?;

@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod cluster;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod datadir;
 pub mod delivery;

@@ -15,12 +15,33 @@ struct Cli {
     /// Log as JSON lines (the same as `log.format = "json"`).
     #[arg(long)]
     json_logs: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Copies connections, mediation records, keylists and queued messages from one store to
+    /// the other (embedded store in `data_dir` <-> Redis in `storage.redis.*`), both from the
+    /// usual configuration. Offline: refuses to run while a mediator uses either store, and
+    /// into a store that already holds data.
+    Copy {
+        /// The store copied from.
+        #[arg(long, value_enum)]
+        from: mediator::copy::Side,
+        /// The store copied to.
+        #[arg(long, value_enum)]
+        to: mediator::copy::Side,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config =
         Config::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
+    if let Some(Command::Copy { from, to }) = cli.command {
+        return copy(&config, from, to);
+    }
     config.cluster.ensure_instance_id();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -77,6 +98,29 @@ async fn run(cli: Cli, config: Arc<Config>) -> anyhow::Result<()> {
     // What is still batched goes out before the process ends.
     tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     served?;
+    Ok(())
+}
+
+/// `mediator copy`: prints what it copied; any error is the exit status 1.
+fn copy(
+    config: &Config,
+    from: mediator::copy::Side,
+    to: mediator::copy::Side,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let copied = runtime
+        .block_on(mediator::copy::run(config, from, to))
+        .with_context(|| format!("copying from {from} to {to}"))?;
+    println!("copied from {from} to {to}: {copied}");
+    if to == mediator::copy::Side::Redis && config.master_secret.is_empty() {
+        println!(
+            "start the cluster's instances with this node's master secret: master_secret = the contents of {}",
+            mediator::copy::secret_file(config).display()
+        );
+    }
     Ok(())
 }
 
