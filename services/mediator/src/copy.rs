@@ -21,6 +21,7 @@
 //! target: empty it (a fresh directory, `FLUSHDB` or another key prefix) and run it again.
 //!
 //! [`ConnectionStore::list_ids`]: mediator_store::ConnectionStore::list_ids
+//! [`MessageQueue::list_queues`]: mediator_store::MessageQueue::list_queues
 //! [`OpenError::Locked`]: mediator_store_embedded::OpenError::Locked
 
 use std::{fmt, path::Path};
@@ -73,6 +74,8 @@ pub struct Copied {
     pub keys: u64,
     /// Queued messages.
     pub messages: u64,
+    /// Queues of no (existing) connection record, copied too.
+    pub orphan_queues: u64,
 }
 
 impl fmt::Display for Copied {
@@ -81,7 +84,15 @@ impl fmt::Display for Copied {
             f,
             "{} connections, {} mediation records, {} keylist keys, {} queued messages",
             self.connections, self.mediation_records, self.keys, self.messages
-        )
+        )?;
+        if self.orphan_queues > 0 {
+            write!(
+                f,
+                " ({} queues of no connection record among them)",
+                self.orphan_queues
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -280,6 +291,7 @@ async fn refuse_data(side: Side, stores: &Stores) -> Result<(), CopyError> {
 /// (which the caller checked: nobody else writes either, `to` is empty).
 pub async fn copy(from: &Stores, to: &Stores) -> Result<Copied, CopyError> {
     let mut copied = Copied::default();
+    let mut done = std::collections::HashSet::new();
     let mut after: Option<ConnectionId> = None;
     loop {
         let page = from
@@ -288,7 +300,27 @@ pub async fn copy(from: &Stores, to: &Stores) -> Result<Copied, CopyError> {
             .await
             .map_err(store("listing connections"))?;
         for id in &page {
-            copy_connection(from, to, id, &mut copied).await?;
+            if copy_connection(from, to, id, &mut copied).await? {
+                done.insert(id.clone());
+            }
+        }
+        if page.len() < PAGE {
+            break;
+        }
+        after = page.last().cloned();
+    }
+    // Queues whose connection record is gone (the store does not cascade): copied as well.
+    let mut after: Option<ConnectionId> = None;
+    loop {
+        let page = from
+            .queue
+            .list_queues(after.as_ref(), PAGE)
+            .await
+            .map_err(store("listing queues"))?;
+        for id in page.iter().filter(|id| !done.contains(*id)) {
+            if copy_queue(from, to, id, &mut copied).await? > 0 {
+                copied.orphan_queues += 1;
+            }
         }
         if page.len() < PAGE {
             return Ok(copied);
@@ -302,16 +334,17 @@ async fn copy_connection(
     to: &Stores,
     id: &ConnectionId,
     copied: &mut Copied,
-) -> Result<(), CopyError> {
+) -> Result<bool, CopyError> {
     let what = |thing: &str| format!("{thing} of connection {id}");
-    // Expired since it was listed: it no longer exists.
+    // Expired since it was listed: it no longer exists (a queue it has is copied as one of no
+    // connection record).
     let Some(record) = from
         .connections
         .get(id)
         .await
         .map_err(store(what("reading the record")))?
     else {
-        return Ok(());
+        return Ok(false);
     };
     to.connections
         .insert(&record)
@@ -366,22 +399,117 @@ async fn copy_connection(
         copied.keys += updates.len() as u64;
     }
 
+    copy_queue(from, to, id, copied).await?;
+    Ok(true)
+}
+
+/// Copies `id`'s queue; returns how many messages it held.
+async fn copy_queue(
+    from: &Stores,
+    to: &Stores,
+    id: &ConnectionId,
+    copied: &mut Copied,
+) -> Result<usize, CopyError> {
     let messages = from
         .queue
         .take(id, usize::MAX, None)
         .await
-        .map_err(store(what("reading the queue")))?;
+        .map_err(store(format!("reading the queue of connection {id}")))?;
     for batch in messages.chunks(MESSAGES_PER_BATCH) {
         to.queue
             .restore(id, batch)
             .await
-            .map_err(store(what("writing the queue")))?;
+            .map_err(store(format!("writing the queue of connection {id}")))?;
         copied.messages += batch.len() as u64;
     }
-    Ok(())
+    Ok(messages.len())
 }
 
 /// `data_dir`'s master secret file, for the message after a copy to Redis.
 pub fn secret_file(config: &Config) -> std::path::PathBuf {
     Path::new(&config.data_dir).join(SECRET_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
+    use didcomm_envelope::KeyPair;
+    use mediator_store::{
+        contract::connections::sample, MediationRecord, MediationState, StoreError,
+    };
+
+    use super::*;
+
+    #[tokio::test]
+    async fn copies_connections_keylists_and_queues_also_of_no_connection_record() {
+        let (from, to) = (Stores::memory(), Stores::memory());
+        let record = sample();
+        from.connections.insert(&record).await.unwrap();
+        let id = record.id.clone();
+        let mediation = MediationRecord {
+            connection_id: id.clone(),
+            state: MediationState::Granted,
+            routing_keys: vec![*KeyPair::generate().unwrap().verkey()],
+            endpoint: Some("http://mediator.example".into()),
+            created_at_ms: 1,
+            updated_at_ms: 2,
+        };
+        from.mediation.save(&mediation).await.unwrap();
+        let keys: Vec<_> = (0..3)
+            .map(|_| *KeyPair::generate().unwrap().verkey())
+            .collect();
+        let adds: Vec<KeylistUpdate> = keys
+            .iter()
+            .map(|key| KeylistUpdate {
+                key: *key,
+                action: KeylistAction::Add,
+            })
+            .collect();
+        from.mediation.update_keylist(&id, &adds).await.unwrap();
+        for n in 0..3u8 {
+            from.queue
+                .add(&id, &keys[..1], Bytes::from(vec![n]))
+                .await
+                .unwrap();
+        }
+        from.queue.lease(&id, 1, None, 60_000, None).await.unwrap();
+        let orphan = ConnectionId::generate();
+        from.queue
+            .add(&orphan, &keys[1..2], Bytes::from_static(b"alone"))
+            .await
+            .unwrap();
+
+        let copied = copy(&from, &to).await.unwrap();
+        assert_eq!(
+            copied,
+            Copied {
+                connections: 1,
+                mediation_records: 1,
+                keys: 3,
+                messages: 4,
+                orphan_queues: 1,
+            }
+        );
+        assert_eq!(to.connections.get(&id).await.unwrap(), Some(record));
+        assert_eq!(to.mediation.get(&id).await.unwrap(), Some(mediation));
+        assert_eq!(
+            to.mediation.keylist(&id, 0, 10).await.unwrap(),
+            from.mediation.keylist(&id, 0, 10).await.unwrap()
+        );
+        for queue in [&id, &orphan] {
+            assert_eq!(
+                to.queue.take(queue, usize::MAX, None).await.unwrap(),
+                from.queue.take(queue, usize::MAX, None).await.unwrap()
+            );
+            assert_eq!(to.queue.status(queue, None).await.unwrap().in_flight, 0);
+        }
+        // Again into the same target: the ids are taken, nothing is written twice.
+        let err = copy(&from, &to).await.unwrap_err();
+        assert!(
+            matches!(err, CopyError::Store(_, StoreError::Conflict { .. })),
+            "{err:?}"
+        );
+    }
 }

@@ -29,7 +29,7 @@ const DURATION_BUCKETS: [f64; 14] = [
 ];
 
 /// Every operation name the probes use (the `operation` attribute).
-const OPERATIONS: [&str; 34] = [
+const OPERATIONS: [&str; 35] = [
     "connections.delete",
     "connections.find_by_my_verkey",
     "connections.find_by_their_verkey",
@@ -57,6 +57,7 @@ const OPERATIONS: [&str; 34] = [
     "queue.take",
     "queue.totals",
     "queue.restore",
+    "queue.list_queues",
     "queue.unlease",
     "registry.all",
     "registry.close",
@@ -427,6 +428,16 @@ impl MessageQueue for Observed<dyn MessageQueue> {
     ) -> Result<()> {
         self.probe
             .run("queue.restore", self.inner.restore(connection_id, messages))
+            .await
+    }
+
+    async fn list_queues(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        self.probe
+            .run("queue.list_queues", self.inner.list_queues(after, limit))
             .await
     }
 }

@@ -728,4 +728,26 @@ impl MessageQueue for EmbeddedMessageQueue {
         })
         .await
     }
+
+    async fn list_queues(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        let after = after.map(|a| a.as_str().to_owned());
+        self.db
+            .read(move |tx| {
+                tx.prepare_cached(
+                    "SELECT connection_id FROM queues WHERE messages > 0 \
+                     AND (?1 IS NULL OR connection_id > ?1) ORDER BY connection_id LIMIT ?2",
+                )
+                .map_err(sql)?
+                .query_map(params![after, int_usize(limit)], |r| {
+                    r.get::<_, String>(0).map(ConnectionId::from)
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(sql)
+            })
+            .await
+    }
 }

@@ -685,4 +685,33 @@ impl MessageQueue for RedisMessageQueue {
             })),
         }
     }
+
+    /// The queue index (SSCAN pages), sorted: O(queues) per page, for offline use only.
+    async fn list_queues(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.connection().await?;
+        let mut ids = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page) = self.index_page(&mut conn, cursor, 1000).await?;
+            ids.extend(
+                page.into_iter()
+                    .filter(|id| after.is_none_or(|after| id.as_str() > after.as_str())),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids.into_iter().map(ConnectionId::from).collect())
+    }
 }

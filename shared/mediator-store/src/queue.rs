@@ -261,4 +261,16 @@ pub trait MessageQueue: Send + Sync + std::fmt::Debug {
     /// then stores nothing. For offline use (`mediator copy`), never a request path.
     async fn restore(&self, connection_id: &ConnectionId, messages: &[QueuedMessage])
         -> Result<()>;
+
+    /// Up to `limit` connections whose queues hold messages, in ascending order of the id's text,
+    /// starting after `after` (`None`: from the first); a page shorter than `limit` is the last.
+    /// May also list a queue that has just emptied (the caller finds it empty). The Redis
+    /// backend answers from its queue index, which lists every queue except, for a few seconds,
+    /// one a sweep unlisted as empty just before a message came (see its docs). For offline use
+    /// (`mediator copy` finds the queues of no connection record with it), never a request path.
+    async fn list_queues(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>>;
 }

@@ -195,6 +195,7 @@ macro_rules! __message_queue_checks {
                 concurrent_leases_never_share_a_message,
                 totals_count_every_queue,
                 restore_keeps_messages_as_given,
+                list_queues_pages_every_queue_in_order,
             ],
             $($args)*
         }

@@ -1442,3 +1442,64 @@ pub async fn restore_is_not_capped(make: MakeQueue<'_>) {
         "add after a restore over the caps must still be refused"
     );
 }
+
+/// `list_queues` lists every connection whose queue holds messages once, in ascending order of
+/// the id's text, page after page; a queue whose messages were all removed may be listed or not.
+/// (Other queues the store may hold are ignored: only this check's connections are compared.)
+pub async fn list_queues_pages_every_queue_in_order(store: Arc<dyn MessageQueue>) {
+    let key = random_key();
+    let mut mine: Vec<ConnectionId> = (0..7).map(|_| ConnectionId::generate()).collect();
+    for conn in &mine {
+        add(&*store, conn, &[key], b"m").await;
+    }
+    let emptied = ConnectionId::generate();
+    let id = add(&*store, &emptied, &[key], b"gone").await;
+    assert_eq!(
+        store.remove(&emptied, &[id]).await.expect("remove failed"),
+        1
+    );
+    let never = ConnectionId::generate();
+    mine.sort();
+
+    let mut listed = Vec::new();
+    let mut after: Option<ConnectionId> = None;
+    loop {
+        let page = store
+            .list_queues(after.as_ref(), 3)
+            .await
+            .expect("list_queues failed");
+        assert!(page.len() <= 3, "list_queues: a page longer than its limit");
+        for id in &page {
+            if let Some(after) = &after {
+                assert!(
+                    id.as_str() > after.as_str(),
+                    "list_queues: {id} listed in a page after {after}, out of order or repeated"
+                );
+            }
+            after = Some(id.clone());
+        }
+        let last = page.len() < 3;
+        listed.extend(page);
+        if last {
+            break;
+        }
+    }
+    assert!(
+        !listed.contains(&never),
+        "list_queues: a connection that never had a message was listed"
+    );
+    let listed_mine: Vec<ConnectionId> =
+        listed.into_iter().filter(|id| mine.contains(id)).collect();
+    assert_eq!(
+        listed_mine, mine,
+        "list_queues: the pages do not list every queue once, in order"
+    );
+    assert_eq!(
+        store
+            .list_queues(None, 0)
+            .await
+            .expect("list_queues failed"),
+        Vec::<ConnectionId>::new(),
+        "list_queues: a page of limit 0 must be empty"
+    );
+}

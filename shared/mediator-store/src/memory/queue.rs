@@ -482,4 +482,22 @@ impl MessageQueue for MemoryMessageQueue {
         self.expire(&mut state, connection_id, now);
         Ok(())
     }
+
+    async fn list_queues(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<ConnectionId>> {
+        let state = lock(&self.state, "message queue")?;
+        let mut ids: Vec<&ConnectionId> = state
+            .queues
+            .iter()
+            .filter(|(id, q)| {
+                !q.by_seq.is_empty() && after.is_none_or(|after| id.as_str() > after.as_str())
+            })
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(ids.into_iter().take(limit).cloned().collect())
+    }
 }
