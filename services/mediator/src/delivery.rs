@@ -373,12 +373,19 @@ impl Mediator {
         if messages.is_empty() {
             return Ok(0);
         }
-        // They go again all the same. Duplicates, counted as every other path counts them: those
-        // handed out before (this session, or a session gone with its process: a restarted
-        // single node has no take-over to count them). A lease that never reached a client was
-        // given back uncounted (`unlease`) where that was known.
+        // They go again all the same. The duplicates counted here: those this session carried,
+        // and those handed out before this process started (a socket of its earlier life: a
+        // restarted single node has no take-over to count them). What another instance of a
+        // cluster carried is counted by the take-over (after its grace for acknowledgements).
         let again: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
-        let handed_before = messages.iter().filter(|m| m.deliveries > 1).count();
+        let started_ms = self.started_ms();
+        let handed_before = messages
+            .iter()
+            .filter(|m| {
+                live.session.has_claimed(&m.id)
+                    || (m.deliveries > 1 && m.received_at_ms < started_ms)
+            })
+            .count();
         live.session.release(&again);
         let mut sent = 0;
         for chunk in batches(&messages, batch, self.config().pickup.max_delivery_bytes) {

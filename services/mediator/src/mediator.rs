@@ -154,6 +154,9 @@ pub struct Inner {
     cluster: crate::cluster::Cluster,
     key_routes: crate::keyroutes::KeyRoutes,
     crypto: crate::crypto::PeerCrypto,
+    /// When this instance was built (unix ms): what was handed out before went out on a socket
+    /// of an earlier life of the process, or of another instance.
+    started_ms: u64,
 }
 
 /// A [`Mediator`] held weakly (the metric callbacks).
@@ -275,6 +278,7 @@ impl Mediator {
         );
         let crypto = crate::crypto::PeerCrypto::new(config.limits.peer_crypto_cache);
         let mediator = Self(Arc::new(Inner {
+            started_ms: mediator_store::unix_ms_now(),
             config,
             keys,
             invitation,
@@ -412,6 +416,11 @@ impl Mediator {
         } else {
             &self.invitation
         }
+    }
+
+    /// When this instance was built (unix ms).
+    pub fn started_ms(&self) -> u64 {
+        self.0.started_ms
     }
 
     /// The invitation with the HTTP service only (ACA-Py accepts exactly one service).
