@@ -1118,15 +1118,11 @@ pub async fn kill_9_of_the_live_holder(scenario: KillScenario) -> Result<KillRep
         })
         .await
         .with_context(|| format!("{sender_label}: init (no mediator)"))?;
-    let answer = recipient
+    let url = recipient
         .agent
-        .request(json!({"cmd": "createInvitation"}), Duration::from_secs(40))
+        .create_invitation()
         .await
         .context("the recipient's invitation")?;
-    let url = answer["invitationUrl"]
-        .as_str()
-        .ok_or_else(|| anyhow!("createInvitation without invitationUrl: {answer}"))?
-        .to_owned();
     let connection = sender
         .receive_invitation(&url)
         .await

@@ -59,7 +59,7 @@ use integration_tests::{
 use mediator::sessions::SessionId;
 use mediator_store::{ConnectionId, LiveSessionRegistry, MessageQueue};
 use mediator_store_redis::{testing::RedisServer, RedisLiveSessionRegistry, RedisMessageQueue};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 /// These tests run three instances, Redis and several credo-ts agents each: one at a time, so
@@ -498,9 +498,19 @@ async fn start_nginx(port: u16, upstreams: &[u16], dir: &std::path::Path) -> Res
         .spawn()
         .context("start nginx")?;
     let running = Running(child);
-    let url = format!("http://127.0.0.1:{port}/lb-healthz");
-    wait_until("nginx answers /lb-healthz", STATE_TIMEOUT, || {
-        let url = url.clone();
+    answers(
+        "nginx answers /lb-healthz",
+        &format!("http://127.0.0.1:{port}/lb-healthz"),
+        &dir.join("nginx.log"),
+    )
+    .await?;
+    Ok(running)
+}
+
+/// Waits until `url` answers with a success; the error carries `log` (the process's log).
+async fn answers(what: &str, url: &str, log: &std::path::Path) -> Result<()> {
+    wait_until(what, STATE_TIMEOUT, || {
+        let url = url.to_owned();
         async move {
             let ok = reqwest::get(&url)
                 .await
@@ -509,8 +519,7 @@ async fn start_nginx(port: u16, upstreams: &[u16], dir: &std::path::Path) -> Res
         }
     })
     .await
-    .with_context(|| std::fs::read_to_string(dir.join("nginx.log")).unwrap_or_default())?;
-    Ok(running)
+    .with_context(|| std::fs::read_to_string(log).unwrap_or_default())
 }
 
 /// Prometheus with `deploy/compose/prometheus.yml`, only its targets substituted: the replicas'
@@ -543,18 +552,12 @@ async fn start_prometheus(port: u16, targets: &[String], dir: &std::path::Path) 
         .spawn()
         .context("start prometheus")?;
     let running = Running(child);
-    let url = format!("http://127.0.0.1:{port}/-/ready");
-    wait_until("prometheus ready", STATE_TIMEOUT, || {
-        let url = url.clone();
-        async move {
-            let ok = reqwest::get(&url)
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            Ok((ok, String::new()))
-        }
-    })
-    .await
-    .with_context(|| std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default())?;
+    answers(
+        "prometheus ready",
+        &format!("http://127.0.0.1:{port}/-/ready"),
+        &dir.join("prometheus.log"),
+    )
+    .await?;
     Ok(running)
 }
 
@@ -682,15 +685,11 @@ async fn the_shipped_load_balancer_and_dashboard_work_across_kill_9_and_sigterm(
         .init(InitOptions::sender(sender_label, free_port()?))
         .await
         .with_context(|| format!("{sender_label}: init (no mediator)"))?;
-    let answer = recipient
+    let url = recipient
         .agent
-        .request(json!({"cmd": "createInvitation"}), Duration::from_secs(40))
+        .create_invitation()
         .await
         .context("the recipient's invitation")?;
-    let url = answer["invitationUrl"]
-        .as_str()
-        .ok_or_else(|| anyhow!("createInvitation without invitationUrl: {answer}"))?
-        .to_owned();
     let connection = sender
         .receive_invitation(&url)
         .await
