@@ -227,6 +227,33 @@ async fn read_live(
     }
 }
 
+/// Starts sending `n` Forwards to `targets` (the task returns what [`send_all`] does) and reads
+/// live deliveries on `ws` until a third of them arrived: the moment a kill test kills.
+#[allow(clippy::too_many_arguments)]
+async fn stream_until_a_third(
+    client: &Client,
+    recipient: &KeyPair,
+    ws: &mut Ws,
+    tally: &Arc<Mutex<Tally>>,
+    targets: Vec<String>,
+    routing: VerKey,
+    n: u64,
+    pace: Duration,
+) -> tokio::task::JoinHandle<(BTreeSet<u64>, u32)> {
+    let sender = tokio::spawn(send_all(targets, routing, *recipient.verkey(), n, pace));
+    let alive = read_live(
+        client,
+        recipient,
+        ws,
+        tally,
+        |t| t.counts.len() as u64 >= n / 3,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(alive, "the live socket failed before the kill");
+    sender
+}
+
 async fn connection_of(
     redis: &RedisServer,
     prefix: &str,
@@ -283,24 +310,18 @@ async fn kill_9_of_the_instance_holding_the_live_session_loses_nothing() {
     // Start clean: whatever the probe left is fetched and acknowledged.
     fetch_all(&client, &recipient, &Mutex::new(Tally::default())).await;
 
-    let sender = tokio::spawn(send_all(
-        vec![b.base.clone(), c.base.clone()],
-        routing,
-        *recipient.verkey(),
-        N,
-        Duration::from_millis(5),
-    ));
     // Mid-stream: after a third arrived live on A, A dies.
-    let alive = read_live(
+    let sender = stream_until_a_third(
         &client,
         &recipient,
         &mut ws,
         &tally,
-        |t| t.counts.len() as u64 >= N / 3,
-        Duration::from_secs(30),
+        vec![b.base.clone(), c.base.clone()],
+        routing,
+        N,
+        Duration::from_millis(5),
     )
     .await;
-    assert!(alive, "A's socket failed before the kill");
     a.kill9();
     drop(ws);
     let received_before_kill = tally.lock().unwrap().counts.len();
@@ -765,23 +786,17 @@ async fn kill_9_of_a_single_embedded_instance_loses_no_accepted_forward() {
     go_live(&client, &mut ws).await;
 
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let sender = tokio::spawn(send_all(
-        vec![first.base.clone()],
-        routing,
-        *recipient.verkey(),
-        N,
-        Duration::from_millis(2),
-    ));
-    let alive = read_live(
+    let sender = stream_until_a_third(
         &client,
         &recipient,
         &mut ws,
         &tally,
-        |t| t.counts.len() as u64 >= N / 3,
-        Duration::from_secs(30),
+        vec![first.base.clone()],
+        routing,
+        N,
+        Duration::from_millis(2),
     )
     .await;
-    assert!(alive, "the live socket failed before the kill");
     first.kill9();
     drop(ws);
     let received_before_kill = tally.lock().unwrap().counts.len();
