@@ -26,6 +26,15 @@ enum OnSession {
     Remote(mediator_store::LiveHolder),
 }
 
+/// Whether `connection` has, now, the session its Forwards go out on at once.
+fn opened_meanwhile(m: &Mediator, connection: &mediator_store::ConnectionId) -> bool {
+    match m.config().pickup.forwarding {
+        ForwardingStrategy::QueueOnly => false,
+        ForwardingStrategy::QueueAndLive => m.sessions().live(connection).is_some(),
+        ForwardingStrategy::Direct => m.sessions().latest(connection).is_some(),
+    }
+}
+
 /// Handles one Forward: queue it, then deliver it as the forwarding strategy says.
 // Hot path: one call per Forward: key lookup, one enqueue, then (live client) one pack and a
 // channel send, or (client with an endpoint) a record lookup and a delivery spawn.
@@ -130,13 +139,18 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     };
     m.stats().forward_queued();
     debug!(connection = %connection, message = %id, bytes = payload.len(), "forward queued");
-    if session.is_none()
-        && m.config().pickup.forwarding != ForwardingStrategy::QueueOnly
-        && m.cluster().is_clustered()
-    {
-        // No route known: a session may be opening elsewhere right now.
-        m.cluster()
-            .hold_and_recheck(m, &connection, &id, None, epoch);
+    if session.is_none() && m.config().pickup.forwarding != ForwardingStrategy::QueueOnly {
+        if m.cluster().is_clustered() {
+            // No route known: a session may be opening elsewhere right now.
+            m.cluster()
+                .hold_and_recheck(m, &connection, &id, None, epoch);
+        } else if opened_meanwhile(m, &connection) {
+            // A session went live here between the look-up above and the add: nothing told it
+            // of this message (its `status` may have counted the queue before the add), so it
+            // goes now, if nothing took it meanwhile. Rare: no cost otherwise but a map lookup.
+            m.deliver_notice(&connection, std::slice::from_ref(&id), false, None, &[])
+                .await;
+        }
     }
 
     if let Some(session) = session {

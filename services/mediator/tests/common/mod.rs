@@ -3,8 +3,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cluster;
+pub mod gated;
 pub mod process;
 pub mod raw;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -28,6 +30,16 @@ impl Instance {
     }
 
     pub async fn start_with(max_message_bytes: Option<usize>, extra: &[(&str, &str)]) -> Self {
+        Self::start_wrapping(max_message_bytes, extra, |_| {}).await
+    }
+
+    /// [`Instance::start_with`], with its stores changed by `wrap` before the mediator is built
+    /// on them (a test decorates one).
+    pub async fn start_wrapping(
+        max_message_bytes: Option<usize>,
+        extra: &[(&str, &str)],
+        wrap: impl FnOnce(&mut mediator_store::Stores),
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Every client of a test comes from 127.0.0.1, and some tests send hundreds of messages
@@ -61,7 +73,8 @@ impl Instance {
             ));
         }
         let config = Arc::new(Config::load(None, env).unwrap());
-        let backend = mediator::storage::open(&config).await.unwrap();
+        let mut backend = mediator::storage::open(&config).await.unwrap();
+        wrap(&mut backend.stores);
         let mediator = Mediator::from_backend(config, backend).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let server = mediator.clone();
