@@ -241,7 +241,8 @@ pub struct RedisConfig {
     /// Refuse to start when Redis may evict keys (`maxmemory-policy` other than `noeviction`):
     /// an evicted queue is lost messages.
     pub require_noeviction: bool,
-    /// Add the Forwards that wait while an add is out in one call (one node only; see
+    /// Add the Forwards that wait while an add is out in one call, and remove the
+    /// acknowledgements that wait while a removal is out in one call (one node only; see
     /// `RedisMessageQueue::with_group_commit`).
     pub group_commit: bool,
     /// Talk to a Redis Cluster (the cluster client: commands routed by hash slot, sharded

@@ -84,11 +84,13 @@
 
 mod connections;
 mod error;
+mod group;
 mod keys;
 mod mediation;
 mod pool;
 mod queue;
 mod queue_add;
+mod queue_remove;
 mod registry;
 mod seen;
 

@@ -32,6 +32,7 @@ use crate::{
     keys::{stored_key, QueueKeys},
     pool::{RedisConnection, RedisPool},
     queue_add::{first, AddBatcher, AddContext, AddOp, Added},
+    queue_remove::{RemoveBatcher, RemoveContext, RemoveOp},
 };
 
 /// Every queue script starts with the shared helpers (`queue_common.lua`).
@@ -54,8 +55,6 @@ static LEASE_IDS: LazyLock<Script> = queue_script!("queue_lease_ids.lua");
 static GET: LazyLock<Script> = queue_script!("queue_get.lua");
 static STATUS: LazyLock<Script> = queue_script!("queue_status.lua");
 static RELEASE: LazyLock<Script> = queue_script!("queue_release.lua");
-static REMOVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/queue_remove.lua")));
 static EXPIRE: LazyLock<Script> = queue_script!("queue_expire.lua");
 static TOTALS: LazyLock<Script> = queue_script!("queue_totals.lua");
 static RESTORE: LazyLock<Script> = queue_script!("queue_restore.lua");
@@ -77,6 +76,10 @@ pub struct RedisMessageQueue {
     /// On one Redis node, adds are committed in groups (see [`AddBatcher`]); on a Redis Cluster
     /// the queues of a group would be on different slots, so each add is its own call.
     adds: Option<Arc<AddBatcher>>,
+    /// What a removal needs (the remove script's arguments).
+    remove_context: RemoveContext,
+    /// Removals (acknowledgements) are committed in groups as adds are.
+    removes: Option<Arc<RemoveBatcher>>,
 }
 
 /// How long a queue this process listed is taken to be listed still. A sweep (of any instance)
@@ -116,6 +119,13 @@ impl RedisMessageQueue {
             limits,
         };
         let adds = (!pool.is_cluster()).then(|| Arc::new(AddBatcher::new(context.clone())));
+        let remove_context = RemoveContext {
+            pool: pool.clone(),
+            prefix: Arc::clone(&prefix),
+            limits,
+        };
+        let removes =
+            (!pool.is_cluster()).then(|| Arc::new(RemoveBatcher::new(remove_context.clone())));
         Self {
             pool,
             index,
@@ -126,17 +136,24 @@ impl RedisMessageQueue {
             listed: Arc::default(),
             context,
             adds,
+            remove_context,
+            removes,
         }
     }
 
-    /// With `on` false, every add is its own call, also on one node (group commit is on by
-    /// default there; see [`crate::queue_add`]). On a Redis Cluster it is always off.
+    /// With `on` false, every add and every removal is its own call, also on one node (group
+    /// commit is on by default there; see [`crate::group`]). On a Redis Cluster it is always
+    /// off.
     #[must_use]
     pub fn with_group_commit(mut self, on: bool) -> Self {
         if !on {
             self.adds = None;
-        } else if self.adds.is_none() && !self.pool.is_cluster() {
-            self.adds = Some(Arc::new(AddBatcher::new(self.context.clone())));
+            self.removes = None;
+        } else if !self.pool.is_cluster() {
+            self.adds
+                .get_or_insert_with(|| Arc::new(AddBatcher::new(self.context.clone())));
+            self.removes
+                .get_or_insert_with(|| Arc::new(RemoveBatcher::new(self.remove_context.clone())));
         }
         self
     }
@@ -545,12 +562,14 @@ impl MessageQueue for RedisMessageQueue {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut call = self.invoke(&REMOVE, connection_id);
-        for id in ids {
-            call.arg(id.as_str());
+        let op = RemoveOp {
+            connection_id: connection_id.clone(),
+            ids: ids.to_vec(),
+        };
+        match self.removes.as_ref().filter(|r| r.grouping()) {
+            Some(removes) => removes.submit(op).await,
+            None => self.remove_context.remove_now(&op).await,
         }
-        let mut conn = self.connection().await?;
-        call.invoke_async(&mut conn).await.map_err(error::redis)
     }
 
     async fn get(

@@ -1,31 +1,21 @@
-//! Adding messages to queues (`lua/queue_add.lua`), and group commit: on one Redis node, the adds
-//! an instance has waiting go to Redis together, in one script call.
-//!
-//! Why: a Forward costs Redis far more in system calls and wake-ups around a script call (its
-//! request read, its reply written, the AOF write) than in the script's own work (profiled under
-//! `scripts/loadtest`: 44% of Redis's CPU in the kernel). [`AddBatcher`] keeps one add call in
-//! flight per process: adds that arrive while it is out wait for its reply, then go together in
-//! the next call. Nothing waits on a timer: a lone add goes out at once, and under load a call
-//! carries what arrived during the previous one's round trip. Each message is still acknowledged
-//! to its sender only after the script that stored it answered.
-//!
-//! A Redis Cluster keeps each queue on the slot of its connection, and a script's keys must share
-//! one slot: there every add is its own call ([`AddContext::add_now`]).
+//! Adding messages to queues (`lua/queue_add.lua`), and their group commit on one Redis node
+//! ([`AddBatcher`], see [`crate::group`]): each message is acknowledged to its sender only after
+//! the script that stored it answered. On a Redis Cluster every add is its own call
+//! ([`AddContext::add_now`]).
 
-use std::{
-    fmt,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-};
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_redis::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
-use mediator_store::{ConnectionId, MessageId, QueueLimits, Result, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use deadpool_redis::redis::{ErrorKind, RedisError, Script, Value};
+use mediator_store::{ConnectionId, MessageId, QueueLimits, Result};
 
-use crate::{error, keys::QueueKeys, pool::RedisPool};
+use crate::{
+    error,
+    group::{pool_failure, Batcher, Group},
+    keys::QueueKeys,
+    pool::RedisPool,
+};
 
 static ADD: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("lua/queue_add.lua")));
@@ -35,8 +25,6 @@ const MAX_BATCH: usize = 128;
 /// A call stops taking messages once their payloads reach this many bytes (a single message may
 /// be larger: it goes alone).
 const MAX_BATCH_BYTES: usize = 1 << 20;
-/// Adds waiting for the next call, at most (callers past it wait to be let in).
-const WAITING: usize = 4096;
 
 /// One message to add.
 #[derive(Clone)]
@@ -165,147 +153,42 @@ impl AddContext {
     }
 }
 
-/// A pool failure as a client error (the group's callers share one failure).
-fn pool_failure(err: deadpool_redis::PoolError) -> RedisError {
-    RedisError::from((ErrorKind::Io, "no Redis connection", err.to_string()))
-}
-
 /// Script arguments for "no limit".
 fn cap_arg<T: TryInto<i64>>(cap: Option<T>) -> i64 {
     cap.and_then(|c| c.try_into().ok()).unwrap_or(-1)
 }
 
-/// The failure of a group's call, shared by every add in it (each caller's error has it as its
-/// source).
-#[derive(Debug, Clone)]
-struct GroupFailed(Arc<RedisError>);
+#[async_trait]
+impl Group for AddContext {
+    type Op = AddOp;
+    type Out = Added;
+    const WHAT: &'static str = "adding messages";
+    const MAX_OPS: usize = MAX_BATCH;
+    const MAX_WEIGHT: usize = MAX_BATCH_BYTES;
 
-impl fmt::Display for GroupFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "adding a group of messages failed: {}", self.0)
-    }
-}
-
-impl std::error::Error for GroupFailed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
-    }
-}
-
-/// The committer went away before answering (its runtime shut down).
-#[derive(Debug, thiserror::Error)]
-#[error("the queue's add committer stopped before answering")]
-struct CommitterGone;
-
-struct Waiting {
-    op: AddOp,
-    done: oneshot::Sender<Result<Added>>,
-}
-
-/// Group commit of adds on one Redis node: one task per process sends the calls, one at a time,
-/// each with every add that waited for it (see the module docs).
-pub(crate) struct AddBatcher {
-    context: AddContext,
-    /// To the committing task; replaced when that task is gone (its runtime ended).
-    sender: std::sync::Mutex<Option<mpsc::Sender<Waiting>>>,
-    /// False once Redis refused a group (CROSSSLOT: a node in cluster mode).
-    grouping: Arc<AtomicBool>,
-}
-
-impl AddBatcher {
-    pub(crate) fn new(context: AddContext) -> Self {
-        Self {
-            context,
-            sender: std::sync::Mutex::new(None),
-            grouping: Arc::new(AtomicBool::new(true)),
-        }
+    fn weight(op: &AddOp) -> usize {
+        op.payload.len()
     }
 
-    /// Whether adds go in groups (else each caller makes its own call).
-    pub(crate) fn grouping(&self) -> bool {
-        self.grouping.load(Ordering::Relaxed)
+    // Hot path: one call per group of Forwards.
+    async fn call(&self, ops: &[&AddOp]) -> std::result::Result<Vec<Added>, RedisError> {
+        let replies = AddContext::call(self, ops.iter().copied()).await?;
+        Ok(replies
+            .into_iter()
+            .zip(ops)
+            .map(|(reply, op)| Added::from_reply(reply, op.list))
+            .collect())
     }
 
-    /// The committing task's inbox, started on this runtime if there is none (or it ended).
-    fn inbox(&self) -> mpsc::Sender<Waiting> {
-        let mut sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = sender.as_ref().filter(|tx| !tx.is_closed()) {
-            return tx.clone();
-        }
-        let (tx, rx) = mpsc::channel(WAITING);
-        tokio::spawn(commit(self.context.clone(), Arc::clone(&self.grouping), rx));
-        *sender = Some(tx.clone());
-        tx
-    }
-
-    /// Adds `op` in the next group; `{code, value}` of its message, once the call answered.
-    // Hot path: one per Forward; a channel send and a wake-up each way.
-    pub(crate) async fn submit(&self, op: AddOp) -> Result<Added> {
-        let (done, answer) = oneshot::channel();
-        let waiting = Waiting { op, done };
-        self.inbox()
-            .send(waiting)
+    async fn alone(&self, mut op: AddOp) -> Result<Added> {
+        // Unlisted: the caller lists the queue with a command of its own (the index is on
+        // another slot).
+        op.list = false;
+        self.add_now(std::slice::from_ref(&op))
             .await
-            .map_err(|_| StoreError::backend(CommitterGone))?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::backend(CommitterGone)))
+            .map(|replies| Added::from_reply(first(replies), false))
     }
 }
 
-/// The committing task: takes what waits (up to [`MAX_BATCH`] messages and about
-/// [`MAX_BATCH_BYTES`]), adds it in one call, answers each caller, and again. Ends when every
-/// sender is gone.
-async fn commit(
-    context: AddContext,
-    grouping: Arc<AtomicBool>,
-    mut inbox: mpsc::Receiver<Waiting>,
-) {
-    let mut group: Vec<Waiting> = Vec::with_capacity(MAX_BATCH);
-    while let Some(head) = inbox.recv().await {
-        let mut bytes = head.op.payload.len();
-        group.push(head);
-        while group.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match inbox.try_recv() {
-                Ok(next) => {
-                    bytes += next.op.payload.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        // Callers that gave up (their request was dropped) are added all the same: the sender
-        // may have been answered by nobody, but what reached Redis stays (at least once).
-        let reply = context.call(group.iter().map(|w| &w.op)).await;
-        match reply {
-            Ok(replies) => {
-                for (waiting, reply) in group.drain(..).zip(replies) {
-                    let listed = waiting.op.list;
-                    let _ = waiting.done.send(Ok(Added::from_reply(reply, listed)));
-                }
-            }
-            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot) => {
-                // A node in cluster mode: no more groups; these go one by one, unlisted (the
-                // callers list them with a command of their own).
-                grouping.store(false, Ordering::Relaxed);
-                for mut waiting in group.drain(..) {
-                    waiting.op.list = false;
-                    let alone = context
-                        .add_now(std::slice::from_ref(&waiting.op))
-                        .await
-                        .map(|replies| Added::from_reply(first(replies), false));
-                    let _ = waiting.done.send(alone);
-                }
-            }
-            Err(err) => {
-                let failure = GroupFailed(Arc::new(err));
-                for waiting in group.drain(..) {
-                    let _ = waiting.done.send(Err(StoreError::backend(failure.clone())));
-                }
-            }
-        }
-    }
-}
+/// Group commit of adds (see [`crate::group`]).
+pub(crate) type AddBatcher = Batcher<AddContext>;

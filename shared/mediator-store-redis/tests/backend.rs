@@ -621,6 +621,85 @@ async fn adds_waiting_together_are_committed_in_one_call_each_with_its_own_outco
     }
 }
 
+/// Group commit of removals (one node): acknowledgements that wait while a call is out go to
+/// Redis together, in one script call, and each gets its own count: an id of another queue, a
+/// repeated id and an unknown one remove nothing, and a queue emptied leaves no key.
+#[tokio::test(flavor = "current_thread")]
+async fn removals_waiting_together_are_committed_in_one_call_each_with_its_own_count() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let queue = RedisMessageQueue::new(
+        pool.clone(),
+        "groupr:",
+        mediator_store::QueueLimits::default(),
+    );
+    let k = key();
+    let connections: Vec<ConnectionId> = (0..10)
+        .map(|i| ConnectionId::from(format!("c{i}")))
+        .collect();
+    let mut ids: Vec<Vec<mediator_store::MessageId>> = Vec::new();
+    for conn in &connections {
+        let mut mine = Vec::new();
+        for n in 0..13 {
+            let id = queue
+                .add(conn, &[k], bytes::Bytes::from(format!("m{n}")))
+                .await
+                .expect("add");
+            mine.push(id);
+        }
+        ids.push(mine);
+    }
+    // Loads the script, so the figures below count only the removals.
+    assert_eq!(queue.remove(&connections[0], &[]).await.expect("none"), 0);
+    let unknown = mediator_store::MessageId::from("no-such-message");
+    assert_eq!(
+        queue
+            .remove(&connections[0], std::slice::from_ref(&unknown))
+            .await
+            .expect("unknown"),
+        0
+    );
+    let () = raw(&pool, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+
+    // 130 acknowledgements, each a task of its own (started before any is answered: on this
+    // one-thread runtime each hands its removal over before the committer first runs): message n
+    // of its queue, listed twice, with a message of the next queue and an unknown id.
+    let tasks: Vec<_> = (0..130)
+        .map(|j| {
+            let (q, n) = (j % 10, j / 10);
+            let queue = queue.clone();
+            let conn = connections[q].clone();
+            let list = vec![
+                ids[q][n].clone(),
+                ids[(q + 1) % 10][n].clone(),
+                ids[q][n].clone(),
+                unknown.clone(),
+            ];
+            tokio::spawn(async move { queue.remove(&conn, &list).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("task").expect("remove"), 1);
+    }
+    let stats: String = raw(&pool, redis::cmd("INFO").arg("commandstats")).await;
+    let evalsha = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        evalsha, 2,
+        "130 waiting removals are two calls (128 + 2), not one each: {stats}"
+    );
+    for conn in &connections {
+        let status = queue.status(conn, None).await.expect("status");
+        assert_eq!(status.message_count + status.in_flight, 0, "queue {conn}");
+    }
+    let left: Vec<String> = raw(&pool, redis::cmd("KEYS").arg("{groupr:q:*")).await;
+    assert!(left.is_empty(), "emptied queues left keys: {left:?}");
+}
+
 /// A Forward to a live session on another instance: the add publishes the holder's notice in
 /// the same script (one round trip), with the id the message got; the subscriber count comes
 /// back; a refused add publishes nothing. The lone add and the grouped one behave alike.
