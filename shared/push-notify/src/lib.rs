@@ -33,6 +33,14 @@
 //! Endpoints are configurable (`send_base_url`, `token_url`, `base_url`, `url`) so that tests
 //! point the senders at local stand-in servers; an `http://` APNs base URL is spoken as HTTP/2
 //! with prior knowledge (h2c).
+//!
+//! # Testing
+//!
+//! Feature `test-support` adds `testing`: `testing::Providers`, stand-ins for FCM, APNs and a
+//! webhook receiver that verify what they receive (signatures, claims, headers), record it, and
+//! answer as a test scripts per device token, with the key files and environment variables a
+//! mediator needs to reach them; and the plain servers, keys and JWS verification under them
+//! (this crate's own tests enable it, so `cargo test --workspace` runs them).
 
 mod apns;
 mod error;
@@ -42,6 +50,8 @@ mod jwt;
 mod retry;
 mod router;
 mod secret;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod webhook;
 
 use std::fmt;

@@ -9,9 +9,9 @@ use push_notify::{
 };
 use serde_json::{json, Value};
 
-use crate::common::{
-    check, ec_key, now_unix, serve, silent_server, verify_jws, Alg, Proto, Received, Reply, Script,
-    Server,
+use push_notify::testing::{
+    check, ec_key, now_unix, serve, silent_server, verify_jws, Alg, Proto, Received, Response,
+    Script, Server,
 };
 
 const KEY_ID: &str = "ABC123DEFG";
@@ -52,7 +52,10 @@ async fn apns_server(public: Vec<u8>, expect: Expect, script: Script) -> Server 
         let (header, claims) = match verify_jws(jwt, Alg::Es256, &public) {
             Ok(parts) => parts,
             Err(what) if what == "bad signature" => {
-                return Ok(Reply::json(403, json!({"reason": "InvalidProviderToken"})))
+                return Ok(Response::json(
+                    403,
+                    json!({"reason": "InvalidProviderToken"}),
+                ))
             }
             Err(what) => return Err(what),
         };
@@ -98,8 +101,8 @@ const BACKGROUND: Expect = Expect {
     expiration_secs: 86_400,
 };
 
-fn ok() -> Reply {
-    Reply::empty(200).with_header("apns-id", "EC1BF194-B3B2-424A-89A7-1CBDA4A6A7F4")
+fn ok() -> Response {
+    Response::empty(200).with_header("apns-id", "EC1BF194-B3B2-424A-89A7-1CBDA4A6A7F4")
 }
 
 fn config(pem: &str, server: &Server) -> ApnsConfig {
@@ -118,7 +121,7 @@ async fn fixture(expect: Expect, script: Script) -> (Server, ApnsConfig) {
     (server, config)
 }
 
-async fn send_once(expect: Expect, reply: Reply) -> (Server, Result<(), PushError>) {
+async fn send_once(expect: Expect, reply: Response) -> (Server, Result<(), PushError>) {
     let (server, config) = fixture(expect, Script::new(ok()).then(reply)).await;
     let result = ApnsSender::new(&config)
         .expect("sender")
@@ -185,7 +188,7 @@ async fn an_alert_push_has_a_generic_title_and_body() {
 async fn unregistered_410_is_token_gone() {
     let (_, result) = send_once(
         BACKGROUND,
-        Reply::json(
+        Response::json(
             410,
             json!({"reason": "Unregistered", "timestamp": 1_700_000_000_000u64}),
         ),
@@ -200,7 +203,7 @@ async fn unregistered_410_is_token_gone() {
 async fn bad_device_token_400_is_token_gone() {
     let (_, result) = send_once(
         BACKGROUND,
-        Reply::json(400, json!({"reason": "BadDeviceToken"})),
+        Response::json(400, json!({"reason": "BadDeviceToken"})),
     )
     .await;
     assert_eq!(result.expect_err("gone").reason(), "token_gone");
@@ -210,7 +213,7 @@ async fn bad_device_token_400_is_token_gone() {
 async fn a_token_of_another_app_is_rejected_not_gone() {
     let (_, result) = send_once(
         BACKGROUND,
-        Reply::json(400, json!({"reason": "DeviceTokenNotForTopic"})),
+        Response::json(400, json!({"reason": "DeviceTokenNotForTopic"})),
     )
     .await;
     let err = result.expect_err("rejected");
@@ -220,7 +223,7 @@ async fn a_token_of_another_app_is_rejected_not_gone() {
 
 #[tokio::test]
 async fn too_many_requests_is_retryable_and_retried() {
-    let too_many = || Reply::json(429, json!({"reason": "TooManyRequests"}));
+    let too_many = || Response::json(429, json!({"reason": "TooManyRequests"}));
     let (server, config) = fixture(
         BACKGROUND,
         Script::new(ok()).then(too_many()).then(too_many()),
@@ -325,7 +328,7 @@ fn bad_configurations_are_refused_at_construction() {
     assert!(ApnsSender::new(&with_key(ApnsConfig::new(KEY_ID, TEAM_ID, "bad\ntopic"))).is_err());
     // An RSA key is not an APNs key.
     let rsa = ApnsConfig {
-        key_pem: Some(Secret::new(crate::common::rsa_key().pem)),
+        key_pem: Some(Secret::new(push_notify::testing::rsa_key().pem)),
         ..ApnsConfig::new(KEY_ID, TEAM_ID, TOPIC)
     };
     let err = ApnsSender::new(&rsa).expect_err("RSA");

@@ -12,9 +12,9 @@ use push_notify::{
 };
 use serde_json::{json, Value};
 
-use crate::common::{
+use push_notify::testing::{
     check, closed_port, now_unix, rsa_key, serve, silent_server, verify_jws, Alg, Proto, Received,
-    Reply, Script, Server,
+    Response, Script, Server,
 };
 
 const PROJECT: &str = "wallet-project";
@@ -55,7 +55,7 @@ async fn token_server(public: Vec<u8>, expires_in: u64, issued: Arc<Mutex<Vec<St
             Ok(parts) => parts,
             // What Google answers to a bad signature.
             Err(what) if what == "bad signature" => {
-                return Ok(Reply::json(
+                return Ok(Response::json(
                     400,
                     json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
                 ))
@@ -84,7 +84,7 @@ async fn token_server(public: Vec<u8>, expires_in: u64, issued: Arc<Mutex<Vec<St
         let mut issued = issued.lock().expect("lock");
         let token = format!("tok-{}", issued.len() + 1);
         issued.push(token.clone());
-        Ok(Reply::json(
+        Ok(Response::json(
             200,
             json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}),
         ))
@@ -114,7 +114,7 @@ async fn send_server(
         let auth = req.header("authorization").unwrap_or_default();
         let token = auth.strip_prefix("Bearer ").unwrap_or_default();
         if revoked.iter().any(|r| r == token) {
-            return Ok(Reply::json(
+            return Ok(Response::json(
                 401,
                 json!({"error": {"code": 401, "status": "UNAUTHENTICATED",
                     "message": "Request had invalid authentication credentials."}}),
@@ -133,15 +133,15 @@ async fn send_server(
     .await
 }
 
-fn ok() -> Reply {
-    Reply::json(
+fn ok() -> Response {
+    Response::json(
         200,
         json!({"name": format!("projects/{PROJECT}/messages/0:1")}),
     )
 }
 
-fn google_error(code: u16, status: &str, message: &str, fcm_code: &str) -> Reply {
-    Reply::json(
+fn google_error(code: u16, status: &str, message: &str, fcm_code: &str) -> Response {
+    Response::json(
         code,
         json!({"error": {"code": code, "status": status, "message": message, "details": [
             {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": fcm_code}

@@ -8,7 +8,7 @@ use push_notify::{
 };
 use serde_json::json;
 
-use crate::common::{closed_port, ec_key, rsa_key};
+use push_notify::testing::{closed_port, ec_key, rsa_key};
 
 /// A run of the key's base64 body: present in the PEM, must be absent from any output.
 fn key_fragment(pem: &str) -> String {

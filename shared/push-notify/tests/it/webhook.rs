@@ -1,27 +1,18 @@
 //! The webhook against a local receiver that recomputes the HMAC-SHA256 over the exact body with
-//! an implementation other than the sender's (the `hmac` crate) and compares in constant time.
+//! an implementation other than the sender's (`testing::webhook_signature_valid`: the `hmac`
+//! crate) and compares in constant time.
 
-use hmac::{Hmac, Mac};
 use push_notify::{
     Device, Notice, Platform, PushError, PushSender, Transient, WebhookConfig, WebhookMode,
     WebhookSender, DEFAULT_SIGNATURE_HEADER,
 };
 use serde_json::json;
-use sha2::Sha256;
 
-use crate::common::{check, serve, Proto, Received, Reply, Script, Server};
+use push_notify::testing::{
+    check, serve, webhook_signature_valid, Proto, Received, Response, Script, Server,
+};
 
 const SECRET: &str = "webhook-shared-secret-0f9e8d";
-
-fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 /// A receiver that answers 401 to a wrong or missing signature (not a failed check: a sender
 /// with the wrong secret is a case under test) and `script` otherwise.
@@ -33,15 +24,10 @@ async fn receiver(secret: &'static str, header: &'static str, script: Script) ->
             req.header("content-type") == Some("application/json"),
             || format!("content-type {:?}", req.header("content-type")),
         )?;
-        let tag = req
-            .header(header)
-            .and_then(|v| v.strip_prefix("sha256="))
-            .and_then(hex_decode);
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-        mac.update(&req.body);
-        match tag {
-            Some(tag) if mac.verify_slice(&tag).is_ok() => Ok(script.next()),
-            _ => Ok(Reply::empty(401)),
+        if webhook_signature_valid(secret.as_bytes(), &req.body, req.header(header)) {
+            Ok(script.next())
+        } else {
+            Ok(Response::empty(401))
         }
     })
     .await
@@ -63,7 +49,7 @@ async fn the_body_is_signed_and_carries_only_the_device_and_the_count() {
     let server = receiver(
         SECRET,
         DEFAULT_SIGNATURE_HEADER,
-        Script::new(Reply::empty(204)),
+        Script::new(Response::empty(204)),
     )
     .await;
     let sender = WebhookSender::new(&config(&server, SECRET)).expect("sender");
@@ -101,7 +87,7 @@ async fn a_wrong_secret_is_refused_by_the_receiver() {
     let server = receiver(
         SECRET,
         DEFAULT_SIGNATURE_HEADER,
-        Script::new(Reply::empty(204)),
+        Script::new(Response::empty(204)),
     )
     .await;
     let sender = WebhookSender::new(&config(&server, "another-secret")).expect("sender");
@@ -116,7 +102,12 @@ async fn a_wrong_secret_is_refused_by_the_receiver() {
 
 #[tokio::test]
 async fn a_configured_header_name_is_used() {
-    let server = receiver(SECRET, "x-push-signature", Script::new(Reply::empty(200))).await;
+    let server = receiver(
+        SECRET,
+        "x-push-signature",
+        Script::new(Response::empty(200)),
+    )
+    .await;
     let sender = WebhookSender::new(&WebhookConfig {
         signature_header: "X-Push-Signature".into(),
         ..config(&server, SECRET)
@@ -134,10 +125,10 @@ async fn a_configured_header_name_is_used() {
 
 #[tokio::test]
 async fn gone_and_transient_answers() {
-    let script = Script::new(Reply::empty(200))
-        .then(Reply::empty(410))
-        .then(Reply::empty(503).with_header("retry-after", "2"))
-        .then(Reply::empty(400));
+    let script = Script::new(Response::empty(200))
+        .then(Response::empty(410))
+        .then(Response::empty(503).with_header("retry-after", "2"))
+        .then(Response::empty(400));
     let server = receiver(SECRET, DEFAULT_SIGNATURE_HEADER, script).await;
     let sender = WebhookSender::new(&config(&server, SECRET)).expect("sender");
     let device = Device::new(Platform::Fcm, "t");
