@@ -4,15 +4,19 @@
 //! What is copied: every connection record that exists (not expired), its mediation record, its
 //! keylist (in registration order) and its queue (every message with its id, recipient keys,
 //! payload, received time and delivery count, in order; nothing in flight: a lease belonged to a
-//! session of the old store). The copy walks the connections ([`ConnectionStore::list_ids`]):
-//! a queue or keylist exists only for a connection (Forwards are queued for the connection that
-//! registered the key), so nothing is missed unless a connection record was deleted while its
-//! keys or queue stayed (the store does not cascade; no handler deletes completed connections).
+//! session of the old store), and every push-notification registration (device info, walked by
+//! [`DeviceStore::list`], whether or not its connection record exists). The copy walks the
+//! connections ([`ConnectionStore::list_ids`]): a queue or keylist exists only for a connection
+//! (Forwards are queued for the connection that registered the key), so nothing is missed unless
+//! a connection record was deleted while its keys or queue stayed (the store does not cascade;
+//! no handler deletes completed connections).
 //!
 //! What is not copied: the replay window (message ids seen lately: a message replayed across the
 //! move would be accepted once more, as after the window's own expiry) and the live-session
-//! registry (no session survives the move: clients reconnect and are routed anew). The master
-//! secret is not in a store: the target must run with the same one (see the README).
+//! registry (no session survives the move: clients reconnect and are routed anew), nor the
+//! notification claims (they only pace notifications: at worst one notification per connection
+//! goes out early after the move). The master secret is not in a store: the target must run
+//! with the same one (see the README).
 //!
 //! It refuses to run against a live mediator: the embedded store's directory lock is held by a
 //! running instance ([`OpenError::Locked`]); on Redis, a running instance is subscribed to the
@@ -21,6 +25,7 @@
 //! target: empty it (a fresh directory, `FLUSHDB` or another key prefix) and run it again.
 //!
 //! [`ConnectionStore::list_ids`]: mediator_store::ConnectionStore::list_ids
+//! [`DeviceStore::list`]: mediator_store::DeviceStore::list
 //! [`MessageQueue::list_queues`]: mediator_store::MessageQueue::list_queues
 //! [`OpenError::Locked`]: mediator_store_embedded::OpenError::Locked
 
@@ -76,6 +81,8 @@ pub struct Copied {
     pub messages: u64,
     /// Queues of no (existing) connection record, copied too.
     pub orphan_queues: u64,
+    /// Push-notification registrations (device info).
+    pub devices: u64,
 }
 
 impl fmt::Display for Copied {
@@ -92,7 +99,7 @@ impl fmt::Display for Copied {
                 self.orphan_queues
             )?;
         }
-        Ok(())
+        write!(f, ", {} push registrations", self.devices)
     }
 }
 
@@ -284,11 +291,20 @@ async fn refuse_data(side: Side, stores: &Stores) -> Result<(), CopyError> {
             format!("{} queued messages", totals.messages),
         ));
     }
+    let devices = stores
+        .devices
+        .list(None, 1)
+        .await
+        .map_err(store("listing the target's push registrations"))?;
+    if !devices.is_empty() {
+        return Err(CopyError::NotEmpty(side, "push registrations".into()));
+    }
     Ok(())
 }
 
-/// Copies every connection with its mediation record, keylist and queue from `from` to `to`
-/// (which the caller checked: nobody else writes either, `to` is empty).
+/// Copies every connection with its mediation record, keylist and queue, and every push
+/// registration, from `from` to `to` (which the caller checked: nobody else writes either, `to`
+/// is empty).
 pub async fn copy(from: &Stores, to: &Stores) -> Result<Copied, CopyError> {
     let mut copied = Copied::default();
     let mut done = std::collections::HashSet::new();
@@ -323,9 +339,34 @@ pub async fn copy(from: &Stores, to: &Stores) -> Result<Copied, CopyError> {
             }
         }
         if page.len() < PAGE {
-            return Ok(copied);
+            break;
         }
         after = page.last().cloned();
+    }
+    copy_devices(from, to, &mut copied).await?;
+    Ok(copied)
+}
+
+/// Copies every push registration, whether or not its connection record exists (the store does
+/// not cascade: like a queue of no connection record, it is copied as it is).
+async fn copy_devices(from: &Stores, to: &Stores, copied: &mut Copied) -> Result<(), CopyError> {
+    let mut after: Option<ConnectionId> = None;
+    loop {
+        let page = from
+            .devices
+            .list(after.as_ref(), PAGE)
+            .await
+            .map_err(store("listing push registrations"))?;
+        for (id, info) in &page {
+            to.devices.set(id, info).await.map_err(store(format!(
+                "writing the push registration of connection {id}"
+            )))?;
+            copied.devices += 1;
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+        after = page.last().map(|(id, _)| id.clone());
     }
 }
 
@@ -437,7 +478,8 @@ mod tests {
     use bytes::Bytes;
     use didcomm_envelope::KeyPair;
     use mediator_store::{
-        contract::connections::sample, MediationRecord, MediationState, StoreError,
+        contract::{connections::sample, devices},
+        MediationRecord, MediationState, PushPlatform, StoreError,
     };
 
     use super::*;
@@ -481,6 +523,18 @@ mod tests {
             .await
             .unwrap();
 
+        let device = devices::sample(PushPlatform::Fcm);
+        from.devices.set(&id, &device).await.unwrap();
+        // A registration of no connection record (the store does not cascade): copied too.
+        let unrecorded = (
+            ConnectionId::generate(),
+            devices::sample(PushPlatform::Apns),
+        );
+        from.devices
+            .set(&unrecorded.0, &unrecorded.1)
+            .await
+            .unwrap();
+
         let copied = copy(&from, &to).await.unwrap();
         assert_eq!(
             copied,
@@ -490,7 +544,13 @@ mod tests {
                 keys: 3,
                 messages: 4,
                 orphan_queues: 1,
+                devices: 2,
             }
+        );
+        assert_eq!(to.devices.get(&id).await.unwrap(), Some(device));
+        assert_eq!(
+            to.devices.get(&unrecorded.0).await.unwrap(),
+            Some(unrecorded.1)
         );
         assert_eq!(to.connections.get(&id).await.unwrap(), Some(record));
         assert_eq!(to.mediation.get(&id).await.unwrap(), Some(mediation));
@@ -510,6 +570,42 @@ mod tests {
         assert!(
             matches!(err, CopyError::Store(_, StoreError::Conflict { .. })),
             "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_target_holding_only_push_registrations_is_refused() {
+        let target = Stores::memory();
+        refuse_data(Side::Redis, &target).await.unwrap();
+        target
+            .devices
+            .set(
+                &ConnectionId::generate(),
+                &devices::sample(PushPlatform::Apns),
+            )
+            .await
+            .unwrap();
+        let err = refuse_data(Side::Redis, &target).await.unwrap_err();
+        assert!(
+            matches!(&err, CopyError::NotEmpty(Side::Redis, what) if what.contains("push")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_summary_names_every_count() {
+        let copied = Copied {
+            connections: 2,
+            mediation_records: 2,
+            keys: 4,
+            messages: 10,
+            orphan_queues: 1,
+            devices: 3,
+        };
+        assert_eq!(
+            copied.to_string(),
+            "2 connections, 2 mediation records, 4 keylist keys, 10 queued messages (1 queues of \
+             no connection record among them), 3 push registrations"
         );
     }
 }

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use didcomm_envelope::VerKey;
 use mediator_store::{
-    ConnectionId, ConnectionRecord, ConnectionStore, KeylistPage, KeylistUpdate,
-    KeylistUpdateOutcome, LiveHolder, LiveSessionRegistry, MediationRecord, MediationStore,
-    MessageId, MessageQueue, QueueStatus, QueueTotals, QueuedMessage, Result, SeenMessages, Stores,
+    ConnectionId, ConnectionRecord, ConnectionStore, DeviceInfo, DeviceStore, KeylistPage,
+    KeylistUpdate, KeylistUpdateOutcome, LiveHolder, LiveSessionRegistry, MediationRecord,
+    MediationStore, MessageId, MessageQueue, QueueStatus, QueueTotals, QueuedMessage, Result,
+    SeenMessages, Stores,
 };
 use opentelemetry::{
     metrics::{Counter, Histogram, Meter},
@@ -29,7 +30,7 @@ const DURATION_BUCKETS: [f64; 14] = [
 ];
 
 /// Every operation name the probes use (the `operation` attribute).
-const OPERATIONS: [&str; 35] = [
+const OPERATIONS: [&str; 41] = [
     "connections.delete",
     "connections.find_by_my_verkey",
     "connections.find_by_their_verkey",
@@ -39,6 +40,12 @@ const OPERATIONS: [&str; 35] = [
     "connections.sweep_expired",
     "connections.list_ids",
     "connections.update",
+    "devices.claim_notification",
+    "devices.clear",
+    "devices.clear_if_token",
+    "devices.get",
+    "devices.list",
+    "devices.set",
     "mediation.connection_for_key",
     "mediation.delete",
     "mediation.get",
@@ -111,6 +118,10 @@ pub fn observe(stores: Stores, backend: &'static str, meter: &Meter) -> Stores {
         }),
         seen: Arc::new(Observed {
             inner: stores.seen,
+            probe: probe.clone(),
+        }),
+        devices: Arc::new(Observed {
+            inner: stores.devices,
             probe,
         }),
     }
@@ -495,6 +506,59 @@ impl SeenMessages for Observed<dyn SeenMessages> {
                 self.inner
                     .first_sighting(connection_id, message_id, window_ms),
             )
+            .await
+    }
+}
+
+#[async_trait]
+impl DeviceStore for Observed<dyn DeviceStore> {
+    async fn set(&self, connection_id: &ConnectionId, info: &DeviceInfo) -> Result<()> {
+        self.probe
+            .run("devices.set", self.inner.set(connection_id, info))
+            .await
+    }
+
+    async fn get(&self, connection_id: &ConnectionId) -> Result<Option<DeviceInfo>> {
+        self.probe
+            .run("devices.get", self.inner.get(connection_id))
+            .await
+    }
+
+    async fn clear(&self, connection_id: &ConnectionId) -> Result<bool> {
+        self.probe
+            .run("devices.clear", self.inner.clear(connection_id))
+            .await
+    }
+
+    async fn clear_if_token(&self, connection_id: &ConnectionId, token: &str) -> Result<bool> {
+        self.probe
+            .run(
+                "devices.clear_if_token",
+                self.inner.clear_if_token(connection_id, token),
+            )
+            .await
+    }
+
+    async fn claim_notification(
+        &self,
+        connection_id: &ConnectionId,
+        interval_ms: u64,
+    ) -> Result<bool> {
+        self.probe
+            .run(
+                "devices.claim_notification",
+                self.inner.claim_notification(connection_id, interval_ms),
+            )
+            .await
+    }
+
+    async fn list(
+        &self,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<(ConnectionId, DeviceInfo)>> {
+        self.probe
+            .run("devices.list", self.inner.list(after, limit))
             .await
     }
 }

@@ -16,8 +16,8 @@ use deadpool_redis::{
 };
 use mediator_store::Stores;
 use mediator_store_redis::{
-    deadpool_redis, RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore,
-    RedisMessageQueue, RedisPool, RedisSeenMessages,
+    deadpool_redis, RedisConnectionStore, RedisDeviceStore, RedisLiveSessionRegistry,
+    RedisMediationStore, RedisMessageQueue, RedisPool, RedisSeenMessages,
 };
 use std::{collections::HashMap, sync::Arc};
 
@@ -208,10 +208,11 @@ async fn open_redis(config: &Config) -> Result<Backend, StorageError> {
         ),
         registry: Arc::new(RedisLiveSessionRegistry::new(pool.clone(), prefix)),
         seen: Arc::new(RedisSeenMessages::new(
-            pool,
+            pool.clone(),
             prefix,
             config.replay.max_ids_per_connection,
         )),
+        devices: Arc::new(RedisDeviceStore::new(pool, prefix)),
     };
     Ok(Backend {
         stores,

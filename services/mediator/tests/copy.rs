@@ -1,6 +1,6 @@
 //! `mediator copy` (issue 14, one node to a cluster): a real embedded-store mediator is filled by
 //! clients (connections, mediation, keylists, Forwards queued while they are offline, some in
-//! flight) and stopped; the real binary copies its store to a fresh Redis and back to a fresh
+//! flight) and stopped, and its connections given push registrations; the real binary copies its store to a fresh Redis and back to a fresh
 //! data directory, and every side is compared store by store; then two instances on the copied
 //! Redis, given the node's master secret, deliver every queued message to the same clients,
 //! without a new handshake. And the copy refuses a running instance on either side, and a target
@@ -23,13 +23,13 @@ use common::{
     Client,
 };
 use didcomm_envelope::{unpack, KeyPair, VerKey};
-use mediator_store::{ConnectionId, QueueLimits, Stores};
-use mediator_store_embedded::EmbeddedStores;
+use mediator_store::{ConnectionId, DeviceInfo, PushPlatform, QueueLimits, Stores};
+use mediator_store_embedded::{EmbeddedStores, OpenError};
 use mediator_store_redis::{
     deadpool_redis::redis,
     testing::{RedisCluster, RedisServer},
-    RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore, RedisMessageQueue,
-    RedisPool, RedisSeenMessages,
+    RedisConnectionStore, RedisDeviceStore, RedisLiveSessionRegistry, RedisMediationStore,
+    RedisMessageQueue, RedisPool, RedisSeenMessages,
 };
 use serde_json::{json, Value};
 
@@ -71,7 +71,8 @@ fn redis_stores(pool: impl Into<RedisPool>, prefix: &str) -> Stores {
             QueueLimits::UNLIMITED,
         )),
         registry: Arc::new(RedisLiveSessionRegistry::new(pool.clone(), prefix)),
-        seen: Arc::new(RedisSeenMessages::new(pool, prefix, 100)),
+        seen: Arc::new(RedisSeenMessages::new(pool.clone(), prefix, 100)),
+        devices: Arc::new(RedisDeviceStore::new(pool, prefix)),
     }
 }
 
@@ -99,13 +100,84 @@ async fn all_ids(stores: &Stores) -> Vec<ConnectionId> {
     }
 }
 
+/// Every push registration, read in pages of 2.
+async fn all_devices(stores: &Stores) -> Vec<(ConnectionId, DeviceInfo)> {
+    let mut devices = Vec::new();
+    let mut after = None;
+    loop {
+        let page = stores.devices.list(after.as_ref(), 2).await.unwrap();
+        let last = page.len() < 2;
+        after = page.last().map(|(id, _)| id.clone());
+        devices.extend(page);
+        if last {
+            return devices;
+        }
+    }
+}
+
+/// Gives the connections whose clients hold these recipient keys a push registration each (FCM
+/// and APNs in turn), in the stopped node's data directory (the mediator cannot be told one yet),
+/// and closes it again before the copy runs.
+async fn register_devices(dir: &Path, recipients: &[&KeyPair]) -> Vec<(ConnectionId, DeviceInfo)> {
+    let mut registered = Vec::new();
+    {
+        let stores = embedded_stores(dir);
+        for (n, recipient) in recipients.iter().enumerate() {
+            let id = stores
+                .mediation
+                .connection_for_key(recipient.verkey())
+                .await
+                .unwrap()
+                .expect("the key routes to a connection");
+            let info = DeviceInfo {
+                platform: if n % 2 == 0 {
+                    PushPlatform::Fcm
+                } else {
+                    PushPlatform::Apns
+                },
+                token: format!("device-token-{n}-{}", "x".repeat(100)),
+                device_platform: (n % 2 == 0).then(|| "android".to_owned()),
+                updated_at_ms: 1_700_000_000_000 + n as u64,
+            };
+            stores.devices.set(&id, &info).await.unwrap();
+            registered.push((id, info));
+        }
+    }
+    // The copy (another process) must find the directory free: the last store of ours may go a
+    // moment after the drop (a blocking read finishing), so wait until this process can open it
+    // again, then close that too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match EmbeddedStores::open(dir, QueueLimits::UNLIMITED, 100) {
+            Ok(stores) => break drop(stores),
+            Err(OpenError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => panic!("opening the data directory again failed: {err}"),
+        }
+    }
+    registered.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    registered
+}
+
 /// What `to` holds equals what `from` holds, store by store, and nothing in `to` is in flight.
-/// Returns (connections, keys, messages) compared.
-async fn same(from: &Stores, to: &Stores) -> (usize, usize, usize) {
+/// Returns (connections, keys, messages, push registrations) compared.
+async fn same(from: &Stores, to: &Stores) -> (usize, usize, usize, usize) {
     let ids = all_ids(from).await;
     assert_eq!(all_ids(to).await, ids, "the connections listed differ");
+    let devices = all_devices(from).await;
+    assert_eq!(
+        all_devices(to).await,
+        devices,
+        "the push registrations differ"
+    );
     let (mut keys, mut messages) = (0, 0);
     for id in &ids {
+        assert_eq!(
+            to.devices.get(id).await.unwrap(),
+            from.devices.get(id).await.unwrap(),
+            "push registration of {id}"
+        );
         assert_eq!(
             to.connections.get(id).await.unwrap(),
             from.connections.get(id).await.unwrap(),
@@ -145,7 +217,7 @@ async fn same(from: &Stores, to: &Stores) -> (usize, usize, usize) {
             "the copy of {id}'s queue: every message waits, none in flight"
         );
     }
-    (ids.len(), keys, messages)
+    (ids.len(), keys, messages, devices.len())
 }
 
 /// Picks up and acknowledges everything queued for `client` (through the instance it uses);
@@ -250,6 +322,8 @@ async fn one_node_to_a_cluster_and_back_keeps_every_connection_key_and_message()
     );
     let secret = std::fs::read_to_string(data.path().join("master_secret")).unwrap();
     let secret = secret.trim().to_owned();
+    let registered =
+        register_devices(data.path(), &[&holders[0].recipient, &holders[1].recipient]).await;
 
     let data_dir = data.path().display().to_string();
     let back_dir = back.path().display().to_string();
@@ -262,7 +336,10 @@ async fn one_node_to_a_cluster_and_back_keeps_every_connection_key_and_message()
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
-        printed.contains("2 connections, 2 mediation records, 4 keylist keys, 10 queued messages"),
+        printed.contains(
+            "2 connections, 2 mediation records, 4 keylist keys, 10 queued messages, 2 push \
+             registrations"
+        ),
         "{}",
         text(&out)
     );
@@ -288,8 +365,13 @@ async fn one_node_to_a_cluster_and_back_keeps_every_connection_key_and_message()
         );
         assert_eq!(
             same(&node_stores, &moved).await,
-            (2, 4, 10),
-            "connections, keys, messages compared"
+            (2, 4, 10, 2),
+            "connections, keys, messages, push registrations compared"
+        );
+        assert_eq!(
+            all_devices(&moved).await,
+            registered,
+            "the registrations made are not what was copied"
         );
     }
 
@@ -309,8 +391,8 @@ async fn one_node_to_a_cluster_and_back_keeps_every_connection_key_and_message()
         secret
     );
     let back_stores = embedded_stores(back.path());
-    assert_eq!(same(&moved, &back_stores).await, (2, 4, 10));
-    assert_eq!(same(&node_stores, &back_stores).await, (2, 4, 10));
+    assert_eq!(same(&moved, &back_stores).await, (2, 4, 10, 2));
+    assert_eq!(same(&node_stores, &back_stores).await, (2, 4, 10, 2));
     drop((node_stores, back_stores));
 
     // A cluster on the copied Redis, with the node's master secret.
@@ -435,6 +517,7 @@ async fn copy_to_a_redis_cluster() {
     );
     let secret = std::fs::read_to_string(data.path().join("master_secret")).unwrap();
     let secret = secret.trim().to_owned();
+    register_devices(data.path(), &[&recipient]).await;
     let instance_env = [
         ("MEDIATOR_STORAGE__REDIS__CLUSTER", "true"),
         ("MEDIATOR_STORAGE__REDIS__CLUSTER_NODES", seeds.as_str()),
@@ -485,8 +568,10 @@ async fn copy_to_a_redis_cluster() {
     let out = run_copy("embedded", "redis", &vars).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("1 connections, 1 mediation records, 1 keylist keys, 5 queued messages"),
+        String::from_utf8_lossy(&out.stdout).contains(
+            "1 connections, 1 mediation records, 1 keylist keys, 5 queued messages, 1 push \
+                 registrations"
+        ),
         "{}",
         text(&out)
     );
@@ -494,7 +579,7 @@ async fn copy_to_a_redis_cluster() {
         let node_stores = embedded_stores(data.path());
         assert_eq!(
             same(&node_stores, &redis_stores(pool.clone(), prefix)).await,
-            (1, 1, 5)
+            (1, 1, 5, 1)
         );
     }
 

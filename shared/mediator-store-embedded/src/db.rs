@@ -5,13 +5,13 @@
 //! every job waiting (up to [`MAX_BATCH`]), runs each inside its own `SAVEPOINT` (a job that
 //! fails, a conflict or a full queue, is rolled back alone and leaves the others in the batch
 //! untouched), commits the batch once, and only then answers every job of it. A batch holding
-//! a durable job (adds, connection, mediation and keylist writes) commits with
-//! `synchronous=FULL`: the WAL is fsynced before the commit returns, so one fsync carries every
-//! job that waited for it. Others (leases, removals, expiry, the replay window) commit with
-//! `synchronous=NORMAL`: written to the WAL (they survive the process being killed) but synced
-//! only with the next durable commit or checkpoint, so a power loss can undo them (a removed
-//! message comes back and is redelivered; a lease is forgotten) but never a later durable write
-//! without them: the WAL is replayed in order.
+//! a durable job (adds, connection, mediation, keylist and push-registration writes) commits
+//! with `synchronous=FULL`: the WAL is fsynced before the commit returns, so one fsync carries
+//! every job that waited for it. Others (leases, removals, expiry, the replay window,
+//! notification claims) commit with `synchronous=NORMAL`: written to the WAL (they survive the
+//! process being killed) but synced only with the next durable commit or checkpoint, so a power
+//! loss can undo them (a removed message comes back and is redelivered; a lease is forgotten)
+//! but never a later durable write without them: the WAL is replayed in order.
 //!
 //! Reads run on pooled read connections in `spawn_blocking`, each in one read transaction (a
 //! snapshot: WAL readers never wait for the writer). This module knows nothing of the stores'
@@ -38,7 +38,10 @@ pub const DATABASE_FILE: &str = "mediator.sqlite3";
 /// open.
 pub const LOCK_FILE: &str = "LOCK";
 
-/// The schema version this crate reads and writes (`PRAGMA user_version`).
+/// The schema version this crate reads and writes (`PRAGMA user_version`). Tables added later
+/// (`devices`, `push_claims`) are made by `CREATE TABLE IF NOT EXISTS` at every open, so a
+/// directory of an earlier build gets them without a new version, and an earlier build opening
+/// this one's directory ignores them.
 const SCHEMA_VERSION: i64 = 1;
 
 /// Most jobs one commit carries: enough to absorb a burst, few enough that the first of them
@@ -114,6 +117,19 @@ CREATE TABLE IF NOT EXISTS seen (
 );
 CREATE INDEX IF NOT EXISTS seen_by_expiry ON seen (expires_ms);
 CREATE INDEX IF NOT EXISTS seen_by_connection ON seen (connection_id, expires_ms, seq);
+
+CREATE TABLE IF NOT EXISTS devices (
+    connection_id TEXT PRIMARY KEY NOT NULL,
+    platform TEXT NOT NULL,
+    token TEXT NOT NULL,
+    device_platform TEXT,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS push_claims (
+    connection_id TEXT PRIMARY KEY NOT NULL,
+    until_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS push_claims_by_until ON push_claims (until_ms);
 ";
 
 /// The writer thread is gone (it panicked, or the store is being dropped): nothing can be

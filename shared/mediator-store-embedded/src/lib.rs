@@ -1,7 +1,7 @@
 //! Durable embedded backends of every storage trait of `mediator-store`, for a mediator that
-//! runs alone: [`EmbeddedStores::open`] opens a data directory and gives the five stores of
+//! runs alone: [`EmbeddedStores::open`] opens a data directory and gives the six stores of
 //! [`mediator_store::Stores`], which survive a restart (queued messages, connections, mediation
-//! grants and keylists, the replay window).
+//! grants and keylists, the replay window, push registrations and notification claims).
 //!
 //! # The engine: SQLite
 //!
@@ -45,13 +45,14 @@
 //! wait when a commit starts go into it, each in its own savepoint, and each is answered only
 //! when the commit has returned. Writes that must survive a power loss, namely
 //! [`MessageQueue::add`](mediator_store::MessageQueue::add) and `add_leased` and every write of
-//! connections, mediation records and keylists, are committed with `synchronous=FULL`: the WAL
-//! is fsynced before the commit returns, and concurrent adds share that one fsync. Leases,
-//! releases, removals, expiry and the replay window are committed with `synchronous=NORMAL`:
-//! written to the WAL before they return (they survive the process being killed), fsynced by
-//! the next durable commit or checkpoint. A power loss can undo the last of those (a removed
-//! message is delivered again, a lease is forgotten, a replayed id is accepted once), never a
-//! durable write, since the WAL is replayed in order.
+//! connections, mediation records, keylists and push registrations, are committed with
+//! `synchronous=FULL`: the WAL is fsynced before the commit returns, and concurrent adds share
+//! that one fsync. Leases, releases, removals, expiry, the replay window and notification claims
+//! are committed with `synchronous=NORMAL`: written to the WAL before they return (they survive
+//! the process being killed), fsynced by the next durable commit or checkpoint. A power loss can
+//! undo the last of those (a removed message is delivered again, a lease is forgotten, a
+//! replayed id is accepted once, a notification goes out once more), never a durable write,
+//! since the WAL is replayed in order.
 //!
 //! # One process per data directory
 //!
@@ -72,6 +73,7 @@
 mod codec;
 mod connections;
 mod db;
+mod devices;
 mod mediation;
 mod queue;
 mod seen;
@@ -87,6 +89,7 @@ use mediator_store::{memory::MemoryLiveSessionRegistry, QueueLimits, Stores};
 
 pub use connections::EmbeddedConnectionStore;
 pub use db::{CommitFailed, NoWal, UnknownSchema, WriterGone, DATABASE_FILE, LOCK_FILE};
+pub use devices::EmbeddedDeviceStore;
 pub use mediation::EmbeddedMediationStore;
 pub use queue::EmbeddedMessageQueue;
 pub use seen::EmbeddedSeenMessages;
@@ -136,6 +139,8 @@ pub struct EmbeddedStores {
     pub registry: MemoryLiveSessionRegistry,
     /// The replay window.
     pub seen: EmbeddedSeenMessages,
+    /// Push registrations and notification claims.
+    pub devices: EmbeddedDeviceStore,
 }
 
 impl EmbeddedStores {
@@ -162,7 +167,8 @@ impl EmbeddedStores {
             mediation: EmbeddedMediationStore::new(Arc::clone(&db)),
             queue: EmbeddedMessageQueue::new(Arc::clone(&db), limits),
             registry: MemoryLiveSessionRegistry::new(),
-            seen: EmbeddedSeenMessages::new(db, seen_ids_per_connection),
+            seen: EmbeddedSeenMessages::new(Arc::clone(&db), seen_ids_per_connection),
+            devices: EmbeddedDeviceStore::new(db),
         })
     }
 
@@ -174,6 +180,7 @@ impl EmbeddedStores {
             queue: Arc::new(self.queue),
             registry: Arc::new(self.registry),
             seen: Arc::new(self.seen),
+            devices: Arc::new(self.devices),
         }
     }
 }

@@ -15,9 +15,9 @@ use std::{
 use bytes::Bytes;
 use didcomm_envelope::{KeyPair, VerKey};
 use mediator_store::{
-    ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, HandshakeProtocol,
-    KeylistAction, KeylistUpdate, MediationRecord, MediationState, MediationStore, MessageId,
-    MessageQueue, QueueLimits, SeenMessages, StoreError,
+    ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, DeviceInfo, DeviceStore,
+    HandshakeProtocol, KeylistAction, KeylistUpdate, MediationRecord, MediationState,
+    MediationStore, MessageId, MessageQueue, PushPlatform, QueueLimits, SeenMessages, StoreError,
 };
 use mediator_store_embedded::{EmbeddedStores, OpenError, DATABASE_FILE, LOCK_FILE};
 
@@ -47,6 +47,15 @@ fn open(dir: &Path) -> EmbeddedStores {
             }
             opened => return opened.expect("open failed"),
         }
+    }
+}
+
+fn device() -> DeviceInfo {
+    DeviceInfo {
+        platform: PushPlatform::Fcm,
+        token: format!("token-{}", uuid::Uuid::new_v4()),
+        device_platform: Some("android".into()),
+        updated_at_ms: 3,
     }
 }
 
@@ -221,6 +230,7 @@ async fn a_reopened_directory_has_everything() {
         created_at_ms: 1,
         updated_at_ms: 2,
     };
+    let registered = device();
     let (first, second) = {
         let stores = open(&data);
         stores
@@ -261,6 +271,12 @@ async fn a_reopened_directory_has_everything() {
             .first_sighting(&conn, "m-1", 60_000)
             .await
             .expect("seen"));
+        stores.devices.set(&conn, &registered).await.expect("set");
+        assert!(stores
+            .devices
+            .claim_notification(&conn, 3_600_000)
+            .await
+            .expect("claim"));
         (first, second)
     };
     let stores = open(&data);
@@ -299,6 +315,60 @@ async fn a_reopened_directory_has_everything() {
             .expect("seen"),
         "the replay window was lost"
     );
+    assert_eq!(
+        stores.devices.get(&conn).await.expect("get"),
+        Some(registered),
+        "the push registration was lost"
+    );
+    assert!(
+        !stores
+            .devices
+            .claim_notification(&conn, 3_600_000)
+            .await
+            .expect("claim"),
+        "the notification claim was lost"
+    );
+}
+
+/// A directory of a build before the push tables (same schema version) gets them at open, and
+/// keeps what it had.
+#[tokio::test]
+async fn a_directory_from_before_the_push_tables_gets_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = ConnectionId::generate();
+    let connection = record(&conn);
+    {
+        let stores = open(dir.path());
+        stores
+            .connections
+            .insert(&connection)
+            .await
+            .expect("insert");
+    }
+    {
+        let db = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("sqlite");
+        db.execute_batch(
+            "DROP TABLE devices; DROP INDEX push_claims_by_until; DROP TABLE push_claims;",
+        )
+        .expect("making an old database");
+        let version: i64 = db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(version, 1);
+    }
+    let stores = open(dir.path());
+    assert_eq!(
+        stores.connections.get(&conn).await.expect("get"),
+        Some(connection)
+    );
+    let info = device();
+    stores.devices.set(&conn, &info).await.expect("set");
+    assert_eq!(stores.devices.get(&conn).await.expect("get"), Some(info));
+    assert!(stores
+        .devices
+        .claim_notification(&conn, 60_000)
+        .await
+        .expect("claim"));
 }
 
 #[test]
@@ -386,11 +456,13 @@ async fn damaged_records_are_corrupt_errors() {
             .add(&conn, &[routed], Bytes::from_static(b"m"))
             .await
             .expect("add");
+        stores.devices.set(&conn, &device()).await.expect("set");
     }
     {
         let db = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("sqlite");
         db.execute_batch(
-            "UPDATE connections SET record = x'7b00ff'; UPDATE messages SET keys = x'0102';",
+            "UPDATE connections SET record = x'7b00ff'; UPDATE messages SET keys = x'0102'; \
+             UPDATE devices SET platform = 'gcm';",
         )
         .expect("damaging");
     }
@@ -406,6 +478,18 @@ async fn damaged_records_are_corrupt_errors() {
         .take(&conn, 10, None)
         .await
         .expect_err("took a message");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let err = stores
+        .devices
+        .get(&conn)
+        .await
+        .expect_err("got a registration");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let err = stores
+        .devices
+        .list(None, 10)
+        .await
+        .expect_err("listed a registration");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
 }
 

@@ -54,3 +54,9 @@ mod mediation_store {
         Arc::new(super::unlimited().mediation)
     });
 }
+
+mod device_store {
+    use std::sync::Arc;
+
+    mediator_store::device_store_contract_tests!(|| async { Arc::new(super::unlimited().devices) });
+}

@@ -142,6 +142,39 @@ impl SeenKeys {
     }
 }
 
+/// The keys of one connection's push registration, both under that connection's own hash tag
+/// `{<prefix>d:<connection id>}` (so a script may take both, and registrations spread over a
+/// cluster's masters by connection).
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceKeys {
+    /// String: the device info (JSON).
+    pub(crate) device: String,
+    /// String `1` with the claim's expiry (`SET NX PX`): present while a notification claim
+    /// holds.
+    pub(crate) claim: String,
+}
+
+impl DeviceKeys {
+    pub(crate) fn new(prefix: &str, connection_id: &ConnectionId) -> Self {
+        let base = format!(
+            "{{{}d:{}}}:",
+            escape_prefix(prefix),
+            escape_prefix(connection_id.as_str())
+        );
+        Self {
+            device: format!("{base}device"),
+            claim: format!("{base}claim"),
+        }
+    }
+
+    /// Sorted set, every score 0: the connection ids that may have a registration, read by lex
+    /// range (only `list`, offline, reads it). On the index slot `{<prefix>x}`, beside the
+    /// queues' index.
+    pub(crate) fn index(prefix: &str) -> String {
+        KeySpace::new(prefix, 'x').key("devices")
+    }
+}
+
 /// The keys of the live-session registry, all under the hash tag `{<prefix>live}`.
 #[derive(Debug, Clone)]
 pub(crate) struct RegistryKeys {
@@ -233,6 +266,20 @@ mod tests {
         tags.sort();
         tags.dedup();
         assert_eq!(tags.len(), all, "two stores share a hash tag: {tags:?}");
+    }
+
+    #[test]
+    fn the_keys_of_a_registration_share_the_connections_tag() {
+        for (prefix, connection) in [("", "c-1"), ("mediator:", "a}b{c"), ("{}", "%7D")] {
+            let keys = DeviceKeys::new(prefix, &ConnectionId::from(connection));
+            let tag = format!("{}d:{}", escape_prefix(prefix), escape_prefix(connection));
+            assert_eq!(hash_tag(&keys.device), tag, "{keys:?}");
+            assert_eq!(hash_tag(&keys.claim), tag, "{keys:?}");
+        }
+        let keys = DeviceKeys::new("mediator:", &ConnectionId::from("c-1"));
+        assert_eq!(keys.device, "{mediator:d:c-1}:device");
+        assert_eq!(keys.claim, "{mediator:d:c-1}:claim");
+        assert_eq!(DeviceKeys::index("mediator:"), "{mediator:x}:devices");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Redis backends of the storage traits of `mediator-store`: [`RedisConnectionStore`]
 //! ([`ConnectionStore`](mediator_store::ConnectionStore)), [`RedisMediationStore`]
 //! ([`MediationStore`](mediator_store::MediationStore)) and [`RedisMessageQueue`]
-//! ([`MessageQueue`](mediator_store::MessageQueue)), for mediator instances that share one Redis
-//! (or Redis Cluster).
+//! ([`MessageQueue`](mediator_store::MessageQueue)), [`RedisLiveSessionRegistry`],
+//! [`RedisSeenMessages`] and [`RedisDeviceStore`] ([`DeviceStore`](mediator_store::DeviceStore)),
+//! for mediator instances that share one Redis (or Redis Cluster).
 //!
 //! Each takes a [`RedisPool`] (cheap to clone: share one per process): a single-node
 //! [`deadpool_redis::Pool`] or a Redis Cluster [`deadpool_redis::cluster::Pool`] (either converts
@@ -17,7 +18,11 @@
 //! before it writes (insert with its conflict checks on id, `my_verkey` and thread; update moving
 //! index entries; delete dropping them; a whole keylist-update batch; mediation delete), is one
 //! Lua script (`EVALSHA`, loaded on `NOSCRIPT`, so a restarted Redis needs nothing from us), so
-//! no other client sees part of it. Keylist pages are one `MULTI`/`EXEC` on one key.
+//! no other client sees part of it. Keylist pages are one `MULTI`/`EXEC` on one key. The
+//! exception: the device store's `set` and `clear` also keep an offline index on another slot
+//! (read only by `mediator copy`), in a second step; the registration itself changes in one
+//! step, and its `clear_if_token` and `claim_notification` are one script and one `SET NX PX`
+//! (see `devices.rs`).
 //!
 //! # Redis Cluster: one hash slot per store
 //!
@@ -64,9 +69,13 @@
 //! | `{Pl}:instance:<instance>` | set | the connections whose live session that instance holds (expires with the instance) |
 //! | `{Ps:<conn>}:seen` | sorted set | message ids the connection sent lately, scored by the end of their replay window (expires with its latest entry) |
 //! | `{Px}:queues` | set | connection ids whose queue may hold messages (only the expiry sweep reads it, with `SSCAN`) |
+//! | `{Pd:<conn>}:device` | string | the connection's push registration (`DeviceInfo` JSON) |
+//! | `{Pd:<conn>}:claim` | string | `1` while a notification claim holds (`SET NX PX`: expires with the claim) |
+//! | `{Px}:devices` | sorted set | connection ids that may have a registration, score 0 (only `mediator copy`'s listing reads it, by lex range) |
 //!
-//! Queue times and connection expiry are the Redis server's clock (`TIME` inside the scripts), so
-//! instances agree on arrival order, leases and expiry. An empty queue leaves no key.
+//! Queue times, connection expiry and notification claims are the Redis server's clock (`TIME`
+//! inside the scripts, `PX` expiry), so instances agree on arrival order, leases, expiry and
+//! claims. An empty queue leaves no key.
 //!
 //! No operation uses `KEYS` or `SCAN` (the background expiry sweep uses `SSCAN` on one set). A stored value that does not decode is reported as
 //! [`StoreError::Corrupt`](mediator_store::StoreError::Corrupt); a Redis or pool failure as
@@ -83,6 +92,7 @@
 //! it does not cascade between stores: deleting a connection leaves its mediation alone.
 
 mod connections;
+mod devices;
 mod error;
 mod group;
 mod keys;
@@ -99,6 +109,7 @@ pub mod testing;
 
 pub use connections::RedisConnectionStore;
 pub use deadpool_redis;
+pub use devices::RedisDeviceStore;
 pub use mediation::RedisMediationStore;
 pub use pool::{RedisConnection, RedisPool};
 pub use queue::RedisMessageQueue;

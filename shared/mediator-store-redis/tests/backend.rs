@@ -5,15 +5,15 @@ use std::{sync::Arc, time::Duration};
 
 use didcomm_envelope::{KeyPair, VerKey};
 use mediator_store::{
-    contract, ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, HandshakeProtocol,
-    KeylistAction, KeylistResult, KeylistUpdate, LiveSessionRegistry, MediationStore, MessageQueue,
-    StoreError,
+    contract, ConnectionId, ConnectionRecord, ConnectionState, ConnectionStore, DeviceInfo,
+    DeviceStore, HandshakeProtocol, KeylistAction, KeylistResult, KeylistUpdate,
+    LiveSessionRegistry, MediationStore, MessageQueue, PushPlatform, StoreError,
 };
 use mediator_store_redis::{
     deadpool_redis::{self, redis, Pool},
     testing::RedisServer,
-    RedisConnectionStore, RedisLiveSessionRegistry, RedisMediationStore, RedisMessageQueue,
-    RedisPool,
+    RedisConnectionStore, RedisDeviceStore, RedisLiveSessionRegistry, RedisMediationStore,
+    RedisMessageQueue, RedisPool,
 };
 
 fn key() -> VerKey {
@@ -255,6 +255,119 @@ async fn undecodable_records_are_corrupt_errors_not_panics() {
     }
 }
 
+/// A registration is its JSON under the connection's tag, listed in the index; a claim is a key
+/// that expires with its interval; a damaged registration is a corrupt error, never a panic.
+#[tokio::test]
+async fn device_info_is_stored_as_json_and_claims_expire_by_themselves() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let p = prefix();
+    let store = RedisDeviceStore::new(pool.clone(), &p);
+    let conn = ConnectionId::from("c-1");
+    let info = contract::devices::sample(PushPlatform::Fcm);
+    store.set(&conn, &info).await.expect("set");
+    let stored: String = raw(&pool, redis::cmd("GET").arg(format!("{{{p}d:c-1}}:device"))).await;
+    let json: serde_json::Value = serde_json::from_str(&stored).expect("JSON");
+    assert_eq!(json["platform"], "fcm", "{stored}");
+    assert_eq!(json["token"], info.token.as_str(), "{stored}");
+    let indexed: Vec<String> = raw(
+        &pool,
+        redis::cmd("ZRANGE")
+            .arg(format!("{{{p}x}}:devices"))
+            .arg(0)
+            .arg(-1),
+    )
+    .await;
+    assert_eq!(indexed, vec!["c-1".to_owned()]);
+
+    assert!(store
+        .claim_notification(&conn, 60_000)
+        .await
+        .expect("claim"));
+    let ttl: i64 = raw(&pool, redis::cmd("PTTL").arg(format!("{{{p}d:c-1}}:claim"))).await;
+    assert!(
+        (1..=60_000).contains(&ttl),
+        "the claim key does not expire with its interval: PTTL {ttl}"
+    );
+    assert!(store.clear(&conn).await.expect("clear"));
+    let indexed: Vec<String> = raw(
+        &pool,
+        redis::cmd("ZRANGE")
+            .arg(format!("{{{p}x}}:devices"))
+            .arg(0)
+            .arg(-1),
+    )
+    .await;
+    assert!(
+        indexed.is_empty(),
+        "a cleared registration is still indexed"
+    );
+
+    let damaged = ConnectionId::from("c-2");
+    store.set(&damaged, &info).await.expect("set");
+    let () = raw(
+        &pool,
+        redis::cmd("SET")
+            .arg(format!("{{{p}d:c-2}}:device"))
+            .arg("{not json"),
+    )
+    .await;
+    let got = store.get(&damaged).await;
+    assert!(is_corrupt(&got), "get of a damaged registration: {got:?}");
+    let got = store.clear_if_token(&damaged, &info.token).await;
+    assert!(is_corrupt(&got), "clear_if_token of a damaged one: {got:?}");
+    let got = store.list(None, 10).await;
+    assert!(is_corrupt(&got), "list over a damaged one: {got:?}");
+    assert!(
+        store.clear(&damaged).await.expect("clear"),
+        "a damaged registration cannot be cleared"
+    );
+}
+
+/// Index entries whose registration is gone (a failure between the two steps of a write, or a
+/// key deleted by hand) are skipped, and pages before the last stay full.
+#[tokio::test]
+async fn device_list_skips_index_entries_of_gone_registrations() {
+    let server = server();
+    let pool = server.pool().expect("pool");
+    let p = prefix();
+    let store = RedisDeviceStore::new(pool.clone(), &p);
+    let mut all: Vec<(ConnectionId, DeviceInfo)> = Vec::new();
+    for n in 0..8 {
+        let conn = ConnectionId::from(format!("c-{n}"));
+        let info = contract::devices::sample(PushPlatform::Apns);
+        store.set(&conn, &info).await.expect("set");
+        all.push((conn, info));
+    }
+    // Gone behind the store's back: the first, two in the middle, the last.
+    for n in [0, 3, 4, 7] {
+        let () = raw(
+            &pool,
+            redis::cmd("DEL").arg(format!("{{{p}d:c-{n}}}:device")),
+        )
+        .await;
+    }
+    let left: Vec<_> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(n, _)| ![0, 3, 4, 7].contains(n))
+        .map(|(_, device)| device)
+        .collect();
+    let mut listed = Vec::new();
+    let mut after: Option<ConnectionId> = None;
+    loop {
+        let page = store.list(after.as_ref(), 2).await.expect("list");
+        let last = page.len() < 2;
+        after = page.last().map(|(id, _)| id.clone());
+        listed.extend(page);
+        if last {
+            break;
+        }
+        assert!(listed.len() <= left.len(), "list: pages past the end");
+    }
+    assert_eq!(listed, left);
+}
+
 /// A one-node Redis Cluster owning every slot rejects any command or script whose keys span
 /// slots (CROSSSLOT): both suites passing there shows each store keeps to one slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -310,6 +423,10 @@ async fn suites_pass_on_a_one_node_cluster() {
     contract::live_session_registry(|| async {
         Arc::new(RedisLiveSessionRegistry::new(pool.clone(), &prefix()))
             as Arc<dyn LiveSessionRegistry>
+    })
+    .await;
+    contract::device_store(|| async {
+        Arc::new(RedisDeviceStore::new(pool.clone(), &prefix())) as Arc<dyn DeviceStore>
     })
     .await;
     let queue_pool = pool.clone();

@@ -251,3 +251,16 @@ async fn scripts_flushed_from_every_node_are_loaded_again() {
         .expect("add after the flush");
     assert_eq!(queue.take(&c, 10, None).await.expect("take").len(), 2);
 }
+
+mod device_store {
+    use std::sync::Arc;
+
+    use mediator_store_redis::RedisDeviceStore;
+
+    mediator_store::device_store_contract_tests!(|| async {
+        Arc::new(RedisDeviceStore::new(
+            super::pool(),
+            &super::unique_prefix(),
+        ))
+    });
+}

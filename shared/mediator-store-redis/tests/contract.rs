@@ -100,3 +100,16 @@ mod mediation_store {
         ))
     });
 }
+
+mod device_store {
+    use std::sync::Arc;
+
+    use mediator_store_redis::RedisDeviceStore;
+
+    mediator_store::device_store_contract_tests!(|| async {
+        Arc::new(RedisDeviceStore::new(
+            super::pool(),
+            &super::unique_prefix(),
+        ))
+    });
+}

@@ -8,10 +8,14 @@
 //! - [`MessageQueue`]: the per-connection pickup queue (Pickup 2.0).
 //! - [`LiveSessionRegistry`]: which instance holds each connection's live session (the cluster's
 //!   routing of live deliveries).
+//! - [`SeenMessages`]: the message ids each connection sent lately (the replay window).
+//! - [`DeviceStore`]: each connection's push-notification registration, and the cluster-wide
+//!   claim that paces its notifications.
 //! - [`memory`]: the in-memory backends (single instance, tests).
 //! - `contract` (feature `contract-tests`): the behaviour every backend must show. A backend
-//!   crate runs it with the `connection_store_contract_tests!`, `mediation_store_contract_tests!`
-//!   and `message_queue_contract_tests!` macros (one test per check), or the suite functions.
+//!   crate runs it with the `*_contract_tests!` macros (`connection_store_contract_tests!`,
+//!   `mediation_store_contract_tests!`, `message_queue_contract_tests!`,
+//!   `device_store_contract_tests!`...: one test per check), or the suite functions.
 //!
 //! Handlers hold the stores as `Arc<dyn Trait>` (see [`Stores`]); the traits are object safe.
 //! All keys are [`VerKey`](didcomm_envelope::VerKey) values, never text: a base58 verkey and its
@@ -19,6 +23,7 @@
 //! may change what is the handlers' business) and does no networking of its own.
 
 pub mod connections;
+pub mod devices;
 mod error;
 mod ids;
 pub mod mediation;
@@ -36,6 +41,7 @@ use std::{
 };
 
 pub use connections::{ConnectionRecord, ConnectionState, ConnectionStore, HandshakeProtocol};
+pub use devices::{DeviceInfo, DeviceStore, PushPlatform};
 pub use error::{BoxError, Entity, QueueCap, Result, StoreError};
 pub use ids::{ConnectionId, MessageId};
 pub use mediation::{
@@ -62,6 +68,8 @@ pub struct Stores {
     pub registry: Arc<dyn LiveSessionRegistry>,
     /// Message ids seen lately per connection (the replay window).
     pub seen: Arc<dyn SeenMessages>,
+    /// Push-notification registrations and notification claims.
+    pub devices: Arc<dyn DeviceStore>,
 }
 
 impl Stores {
@@ -79,6 +87,7 @@ impl Stores {
             queue: Arc::new(memory::MemoryMessageQueue::with_limits(limits)),
             registry: Arc::new(memory::MemoryLiveSessionRegistry::new()),
             seen: Arc::new(memory::MemorySeenMessages::new(SEEN_IDS_PER_CONNECTION)),
+            devices: Arc::new(memory::MemoryDeviceStore::new()),
         }
     }
 }

@@ -50,12 +50,21 @@ mod seen_messages {
     });
 }
 
+mod device_store {
+    use std::sync::Arc;
+
+    use mediator_store::memory::MemoryDeviceStore;
+
+    mediator_store::device_store_contract_tests!(|| async { Arc::new(MemoryDeviceStore::new()) });
+}
+
 /// The suite functions (what a backend crate can call in one go) run every check too.
 mod suites {
     use std::sync::Arc;
 
     use mediator_store::{
-        contract, memory, ConnectionStore, MediationStore, MessageQueue, SeenMessages, Stores,
+        contract, memory, ConnectionStore, DeviceStore, MediationStore, MessageQueue, SeenMessages,
+        Stores,
     };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -74,6 +83,10 @@ mod suites {
         .await;
         contract::seen_messages(|cap| async move {
             Arc::new(memory::MemorySeenMessages::new(cap)) as Arc<dyn SeenMessages>
+        })
+        .await;
+        contract::device_store(|| async {
+            Arc::new(memory::MemoryDeviceStore::new()) as Arc<dyn DeviceStore>
         })
         .await;
     }
@@ -95,6 +108,18 @@ mod suites {
                 .expect("get failed")
                 .is_some(),
             "a clone of the store handle does not see a message added through another"
+        );
+        let info = contract::devices::sample(mediator_store::PushPlatform::Apns);
+        stores
+            .devices
+            .clone()
+            .set(&conn, &info)
+            .await
+            .expect("set failed");
+        assert_eq!(
+            stores.devices.get(&conn).await.expect("get failed"),
+            Some(info),
+            "a clone of the device store handle does not see a registration set through another"
         );
     }
 }

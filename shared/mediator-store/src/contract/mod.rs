@@ -1,6 +1,7 @@
 //! The contract of each storage trait, as executable checks that every backend must pass.
 //!
-//! One suite per trait ([`connections`], [`mediation`], [`queue`]); each check is a public async
+//! One suite per trait ([`connections`], [`mediation`], [`queue`], [`registry`], [`seen`],
+//! [`devices`]); each check is a public async
 //! function taking a fresh, empty store, named after the behaviour it checks, and panicking with
 //! a message that says what broke. Checks use random keys and connection ids, so they do not
 //! collide even if a backend's factory hands out stores that share data.
@@ -8,8 +9,11 @@
 //! Two ways to run them against a backend:
 //! - one `#[tokio::test]` per check (failures visible one by one), with
 //!   [`connection_store_contract_tests!`](crate::connection_store_contract_tests),
-//!   [`mediation_store_contract_tests!`](crate::mediation_store_contract_tests) and
-//!   [`message_queue_contract_tests!`](crate::message_queue_contract_tests):
+//!   [`mediation_store_contract_tests!`](crate::mediation_store_contract_tests),
+//!   [`message_queue_contract_tests!`](crate::message_queue_contract_tests) (and likewise
+//!   [`live_session_registry_contract_tests!`](crate::live_session_registry_contract_tests),
+//!   [`seen_messages_contract_tests!`](crate::seen_messages_contract_tests) and
+//!   [`device_store_contract_tests!`](crate::device_store_contract_tests)):
 //!
 //!   ```ignore
 //!   mod connection_store {
@@ -29,13 +33,14 @@
 //!   The factory is called once per check (and must give an empty store); its future must be
 //!   `Send + 'static`. The calling crate needs `tokio` (with `macros` and `rt-multi-thread`).
 //! - all checks of a suite in one call: [`connection_store`], [`mediation_store`],
-//!   [`message_queue`].
+//!   [`message_queue`], [`live_session_registry`], [`seen_messages`], [`device_store`].
 //!
 //! The list of checks of each suite is written once, in the hidden `__*_checks!` macros below,
 //! and both ways use it, so a new check runs everywhere. This module must not depend on any
 //! backend: it sees only the traits.
 
 pub mod connections;
+pub mod devices;
 pub mod mediation;
 pub mod queue;
 pub mod registry;
@@ -46,7 +51,8 @@ use std::{future::Future, sync::Arc};
 use didcomm_envelope::{KeyPair, VerKey};
 
 use crate::{
-    ConnectionStore, LiveSessionRegistry, MediationStore, MessageQueue, QueueLimits, SeenMessages,
+    ConnectionStore, DeviceStore, LiveSessionRegistry, MediationStore, MessageQueue, QueueLimits,
+    SeenMessages,
 };
 
 /// A fresh random verkey.
@@ -272,6 +278,51 @@ macro_rules! __live_session_registry_checks {
 macro_rules! live_session_registry_contract_tests {
     ($make:expr $(,)?) => {
         $crate::__live_session_registry_checks!(__contract_tests, $make);
+    };
+}
+
+/// Runs every [`devices`] check, each on a fresh store from `make`.
+pub async fn device_store<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn DeviceStore>>,
+{
+    crate::__device_store_checks!(__contract_run, make);
+}
+
+/// The checks of the [`DeviceStore`] suite.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __device_store_checks {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {
+            devices,
+            DeviceStore,
+            [
+                set_then_get,
+                tokens_are_kept_as_sent,
+                a_newer_set_replaces_the_older_of_either_platform,
+                clear_says_whether_there_was_one,
+                clear_if_token_leaves_a_newer_registration,
+                connections_are_isolated,
+                a_claim_holds_for_its_interval,
+                a_zero_interval_claims_nothing,
+                a_claim_lapses_after_its_interval,
+                concurrent_claims_have_one_winner,
+                list_pages_every_device_in_order,
+            ],
+            $($args)*
+        }
+    };
+}
+
+/// Defines one `#[tokio::test]` per [`DeviceStore`] contract check, named after the check.
+/// The factory is as for
+/// [`connection_store_contract_tests!`](crate::connection_store_contract_tests).
+#[macro_export]
+macro_rules! device_store_contract_tests {
+    ($make:expr $(,)?) => {
+        $crate::__device_store_checks!(__contract_tests, $make);
     };
 }
 

@@ -11,6 +11,7 @@
 //! nothing here survives the process or is shared between processes.
 
 mod connections;
+mod devices;
 mod mediation;
 mod queue;
 mod registry;
@@ -19,6 +20,7 @@ mod seen;
 use std::sync::{Mutex, MutexGuard};
 
 pub use connections::MemoryConnectionStore;
+pub use devices::MemoryDeviceStore;
 pub use mediation::MemoryMediationStore;
 pub use queue::MemoryMessageQueue;
 pub use registry::MemoryLiveSessionRegistry;
