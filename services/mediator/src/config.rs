@@ -81,6 +81,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// The async runtime.
     pub runtime: RuntimeConfig,
+    /// Push notifications to clients that are not connected.
+    pub push: crate::push::PushSettings,
 }
 
 /// The async runtime (tokio).

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod mediator;
 pub mod observed;
 pub mod protocols;
+pub mod push;
 pub mod ratelimit;
 pub mod server;
 pub mod sessions;

@@ -157,6 +157,8 @@ pub struct Inner {
     /// When this instance was built (unix ms): what was handed out before went out on a socket
     /// of an earlier life of the process, or of another instance.
     started_ms: u64,
+    /// Push notifications to clients that are not connected (`None`: no provider configured).
+    notifier: Option<Arc<crate::push::Notifier>>,
 }
 
 /// A [`Mediator`] held weakly (the metric callbacks).
@@ -186,6 +188,9 @@ pub enum SetupError {
     /// The HTTP client could not be built.
     #[error("HTTP client could not be built")]
     Http(#[from] reqwest::Error),
+    /// A push-notification provider's configuration could not be used.
+    #[error(transparent)]
+    Push(#[from] crate::push::PushSetupError),
 }
 
 /// Peek at a plaintext: is it a Forward? Borrowed: the inner message is kept as the exact bytes
@@ -277,6 +282,7 @@ impl Mediator {
             std::time::Duration::from_secs(config.mediation.key_cache_secs),
         );
         let crypto = crate::crypto::PeerCrypto::new(config.limits.peer_crypto_cache);
+        let notifier = crate::push::Notifier::new(&config.push, &meter)?;
         let mediator = Self(Arc::new(Inner {
             started_ms: mediator_store::unix_ms_now(),
             config,
@@ -296,6 +302,7 @@ impl Mediator {
             cluster,
             key_routes,
             crypto,
+            notifier,
         }));
         crate::stats::observe(&meter, &mediator);
         Ok(mediator)
@@ -416,6 +423,11 @@ impl Mediator {
         } else {
             &self.invitation
         }
+    }
+
+    /// Push notifications (`None`: no provider configured).
+    pub fn notifier(&self) -> Option<&Arc<crate::push::Notifier>> {
+        self.0.notifier.as_ref()
     }
 
     /// When this instance was built (unix ms).

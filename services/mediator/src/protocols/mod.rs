@@ -5,8 +5,10 @@ pub mod basic;
 pub mod handshake;
 pub mod mediation;
 pub mod pickup;
+pub mod push;
 pub mod routing;
 
+use mediator_store::PushPlatform;
 use tracing::{debug, info};
 
 use crate::{
@@ -27,6 +29,8 @@ pub const SUPPORTED: &[(&str, u16, u16)] = &[
     ("messagepickup", 1, 0),
     ("messagepickup", 2, 0),
     ("notification", 1, 0),
+    ("push-notifications-fcm", 1, 0),
+    ("push-notifications-apns", 1, 0),
 ];
 
 /// Dispatches on (protocol, major version, name): minor versions are compatible (RFC 0003).
@@ -70,6 +74,18 @@ async fn on_connection(m: &Mediator, inbound: &Inbound<'_>) -> Result<Vec<Outgoi
         ("messagepickup", 1, "batch-pickup") => pickup::batch_pickup(m, inbound).await,
         ("messagepickup", 1, "status-request") => pickup::status_request_v1(m, inbound).await,
         ("messagepickup", 1, "noop") => pickup::noop(m, inbound).await,
+        ("push-notifications-fcm", 1, "set-device-info") => {
+            push::set_device_info(m, inbound, PushPlatform::Fcm).await
+        }
+        ("push-notifications-fcm", 1, "get-device-info") => {
+            push::get_device_info(m, inbound, PushPlatform::Fcm).await
+        }
+        ("push-notifications-apns", 1, "set-device-info") => {
+            push::set_device_info(m, inbound, PushPlatform::Apns).await
+        }
+        ("push-notifications-apns", 1, "get-device-info") => {
+            push::get_device_info(m, inbound, PushPlatform::Apns).await
+        }
         (_, _, _) if ty.is_problem_report() => {
             info!(report = %serde_json::Value::Object(inbound.msg.body.clone()), "problem report received");
             Ok(Vec::new())

@@ -139,6 +139,12 @@ pub async fn forward(m: &Mediator, to: &str, msg: &RawValue) -> Result<(), Inbou
     };
     m.stats().forward_queued();
     debug!(connection = %connection, message = %id, bytes = payload.len(), "forward queued");
+    if session.is_none() {
+        if let Some(notifier) = m.notifier() {
+            // Not connected here: maybe wake it (a task of its own; the 202 does not wait).
+            notifier.queued(m, &connection);
+        }
+    }
     if session.is_none() && m.config().pickup.forwarding != ForwardingStrategy::QueueOnly {
         if m.cluster().is_clustered() {
             // No route known: a session may be opening elsewhere right now.
